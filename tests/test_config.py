@@ -1,0 +1,81 @@
+"""Config loading: defaults, YAML files, key=value overrides and typo errors."""
+import pytest
+import yaml
+
+from fashion_gluon.config import DEFAULTS, load_config, parse_override, save_config
+from fashion_gluon.errors import ConfigError
+
+
+def test_defaults_are_the_seed_recipe():
+    config = load_config()
+    assert config["train"]["lr"] == 1e-4 and config["train"]["epochs"] == 28
+    assert config["train"]["lr_steps"] == [10, 20] and config["train"]["lr_factors"] == [0.5, 0.1]
+    assert config["data"]["input_size"] == [384, 384]
+    config["train"]["lr"] = 1.0
+    assert DEFAULTS["train"]["lr"] == 1e-4, "load_config must not share the defaults"
+
+
+@pytest.mark.parametrize("text, key, value", [
+    ("train.lr=1e-4", "train.lr", 1e-4),
+    ("data.input_size=[256,192]", "data.input_size", [256, 192]),
+    ("train.optimizer=adam", "train.optimizer", "adam"),
+    ("train.clip_gradient=null", "train.clip_gradient", None),
+    ("data.color=false", "data.color", False),
+])
+def test_parse_override(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name": "hourglass", "kwargs": {"num_stacks": 2}},
+                                    "train": {"lr": 0.01, "epochs": 3}}))
+    config = load_config(path, ["train.lr=0.5", "model.kwargs.num_features=64"])
+    assert config["model"] == {"name": "hourglass", "pretrained": False,
+                               "kwargs": {"num_stacks": 2, "num_features": 64}}
+    assert config["train"]["lr"] == 0.5 and config["train"]["epochs"] == 3
+    assert config["train"]["batch_size"] == DEFAULTS["train"]["batch_size"]
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    config = load_config(overrides=["train.lr=0.003", "data.input_size=[128,96]"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_override_typo_lists_close_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrr'; did you mean train\.lr"):
+        load_config(overrides=["train.lrr=0.1"])
+
+
+def test_file_typo_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown config key 'train\.epoch'; did you mean train\.epochs"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("train: [1, 2\n", "not valid YAML"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_files(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is not key=value"):
+        load_config(overrides=["train.lr"])
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 7
+    for path in configs:
+        assert load_config(path)["model"]["name"]
