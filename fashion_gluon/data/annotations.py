@@ -3,19 +3,46 @@
 In memory a CSV is an :class:`Annotations`: ``image_ids`` (paths relative to
 the split folder), ``categories`` and ``keypoints`` of shape (N, 24, 3) holding
 ``(x, y, v)`` in original image pixels (see :mod:`fashion_gluon.keypoints`).
+
+Readers validate everything and raise a :class:`~fashion_gluon.errors.DataError`
+located by file, 1-based spreadsheet row (the header is row 1) and column.
+A keypoint cell is ``x_y_v`` with integer x, y and v in {0, 1}, or
+``-1_-1_-1`` for a keypoint absent from the row's category.
 """
 from __future__ import annotations
 
+import csv
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..fileio import atomic_write
-from ..keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask
+from ..keypoints import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask, check_category
+from .images import image_size, outside_image
 
 ABSENT_CELL = "-1_-1_-1"
+TEST_LIST_COLUMNS: tuple[str, ...] = ("image_id", "image_category")
+
+_CELL = r"-?\d{1,9}_-?\d{1,9}_-?\d{1,9}"
+_CELL_RE = re.compile(_CELL)
+_CELLS_RE = re.compile(f"{_CELL}(?:,{_CELL})*+")  # a ","-joined run of well-formed cells
+
+# Problems of one keypoint cell, in priority order; 0 means the cell is fine.
+_MALFORMED, _FOREIGN, _MISSING, _OCCLUDED, _NEGATIVE = 1, 2, 3, 4, 5
+_CELL_MESSAGES = {
+    _MALFORMED: "{cell!r} is not x_y_v with integer x, y and v in {{0, 1}}, nor -1_-1_-1",
+    _FOREIGN: "{cell!r}: this keypoint does not belong to category {category!r} and must be -1_-1_-1 "
+              "(is the image_category wrong?)",
+    _MISSING: "keypoint of category {category!r} is missing (-1_-1_-1); every keypoint of the "
+              "category must be annotated with v = 0 or 1",
+    _OCCLUDED: "{cell!r}: a submitted keypoint must be written x_y_1",
+    _NEGATIVE: "{cell!r}: negative coordinate, outside the image",
+}
 
 
 @dataclass
@@ -48,22 +75,334 @@ def write_annotations(path: "str | os.PathLike", annotations: Annotations) -> No
     ``keypoints`` is None), atomically. Keypoints outside the row's category are
     written ``-1_-1_-1``."""
     if annotations.keypoints is None:
-        header, rows = ("image_id", "image_category"), [
+        header, rows = TEST_LIST_COLUMNS, [
             (i, c) for i, c in zip(annotations.image_ids, annotations.categories)]
     else:
         kps = np.asarray(annotations.keypoints)
         if kps.shape != (len(annotations), NUM_KEYPOINTS, 3):
             raise ValueError(f"keypoints must have shape ({len(annotations)}, 24, 3), got {kps.shape}")
         mask = category_mask(annotations.categories)
-        header, rows = SUBMISSION_COLUMNS, []
-        for n, (image_id, category) in enumerate(zip(annotations.image_ids, annotations.categories)):
-            cells = [format_cell(*kps[n, k, :2], int(kps[n, k, 2]) if mask[n, k] else -1)
-                     for k in range(NUM_KEYPOINTS)]
-            rows.append((image_id, category, *cells))
+        header = SUBMISSION_COLUMNS
+        rows = [(image_id, category, *(format_cell(x, y, int(v) if m else -1)
+                                       for (x, y, v), m in zip(row_kps, row_mask)))
+                for image_id, category, row_kps, row_mask
+                in zip(annotations.image_ids, annotations.categories, kps.tolist(), mask.tolist())]
     with atomic_write(Path(path), "w", newline="") as handle:
-        handle.write(",".join(header) + "\n")
-        for row in rows:
-            handle.write(",".join(row) + "\n")
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
-__all__ = ["Annotations", "ABSENT_CELL", "KEYPOINT_NAMES", "format_cell", "write_annotations"]
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Table:
+    """The data rows of a CSV whose header is right and whose rows have the right field count."""
+
+    path: Path
+    cells: np.ndarray  # (N, C) object array of strings
+    rows: np.ndarray  # (N,) 1-based spreadsheet rows
+
+    @property
+    def image_ids(self) -> list[str]:
+        return self.cells[:, 0].tolist()
+
+    @property
+    def categories(self) -> list[str]:
+        return self.cells[:, 1].tolist()
+
+
+def _read_records(path: Path) -> list[list[str]]:
+    """Every CSV record of ``path`` (blank lines are empty records)."""
+    records: list[list[str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            for record in csv.reader(handle):
+                records.append(record)
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not a CSV file", path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+    except csv.Error as exc:
+        raise DataError(f"unreadable CSV record: {exc}", path, len(records) + 1) from None
+    if not any(records):
+        raise DataError("empty file", path)
+    return records
+
+
+def _check_header(path: Path, header: list[str], columns: tuple[str, ...], hints: dict) -> None:
+    """Raise a DataError naming the first wrong or missing header column (``hints`` maps a
+    known wrong header to an explanation)."""
+    if tuple(header) in hints:
+        raise DataError(hints[tuple(header)], path, 1)
+    for position, name in enumerate(columns):
+        if position >= len(header):
+            raise DataError(f"header lacks column {name!r} (found {len(header)} columns, "
+                            f"expected {len(columns)})", path, 1, name)
+        if header[position] != name:
+            raise DataError(f"header column {position + 1} is {header[position]!r}, expected {name!r}",
+                            path, 1, name)
+    if len(header) > len(columns):
+        raise DataError(f"unexpected extra header column {header[len(columns)]!r} "
+                        f"(expected {len(columns)} columns)", path, 1, header[len(columns)])
+
+
+def _field_count_problems(path: Path, records: list[list[str]], rows: np.ndarray,
+                          columns: tuple[str, ...]) -> list[DataError]:
+    """One DataError per record whose number of fields is not ``len(columns)``."""
+    problems = []
+    for record, row in zip(records, rows):
+        if len(record) < len(columns):
+            problems.append(DataError(f"row has {len(record)} fields, expected {len(columns)}",
+                                      path, int(row), columns[len(record)]))
+        elif len(record) > len(columns):
+            problems.append(DataError(f"row has {len(record)} fields, expected {len(columns)} "
+                                      f"(extra values after {columns[-1]!r})", path, int(row)))
+    return problems
+
+
+def _read_table(path: "str | os.PathLike", columns: tuple[str, ...],
+                hints: "dict[tuple[str, ...], str] | None" = None) -> tuple[_Table, list[DataError]]:
+    """The well-formed rows of a CSV with header ``columns``, and a DataError per malformed row.
+
+    Raises a DataError for an unreadable or empty file or a wrong header.
+    """
+    path = Path(path)
+    records = _read_records(path)
+    _check_header(path, records[0], columns, hints or {})
+    numbered = [(row, record) for row, record in enumerate(records[1:], start=2) if record]  # skip blank lines
+    rows = np.array([row for row, _ in numbered], dtype=np.int64)
+    data = [record for _, record in numbered]
+    problems = _field_count_problems(path, data, rows, columns)
+    good = np.array([len(record) == len(columns) for record in data], dtype=bool)
+    cells = np.array([record for record, ok in zip(data, good) if ok], dtype=object).reshape(-1, len(columns))
+    return _Table(path, cells, rows[good]), problems
+
+
+def _duplicate_problems(table: _Table) -> list[DataError]:
+    """One DataError per repeated image_id, naming the row of its first occurrence."""
+    ids = table.cells[:, 0].astype(str)
+    if not len(ids):
+        return []
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    first_row = table.rows[first[inverse]]
+    return [DataError(f"duplicate image_id {ids[i]!r} (first in row {first_row[i]})",
+                      table.path, int(table.rows[i]), "image_id")
+            for i in np.flatnonzero(first_row != table.rows)]
+
+
+def _identity_problems(table: _Table) -> list[DataError]:
+    """Empty image ids, unknown categories and duplicate image ids."""
+    problems = [DataError("empty image_id", table.path, int(row), "image_id")
+                for image_id, row in zip(table.cells[:, 0], table.rows) if not image_id]
+    problems += [DataError(f"unknown image_category {category!r}; expected one of {', '.join(CATEGORIES)}",
+                           table.path, int(row), "image_category")
+                 for category, row in zip(table.cells[:, 1], table.rows) if category not in CATEGORIES]
+    return problems + _duplicate_problems(table)
+
+
+def _parse_cells(cells: list[str]) -> np.ndarray:
+    """``x_y_v`` cells as float64 (M, 3); NaN for a cell that is not three ``_``-separated integers."""
+    if not cells:
+        return np.zeros((0, 3))
+    bad = np.zeros(len(cells), dtype=bool)
+    text = ",".join(cells)
+    if _CELLS_RE.fullmatch(text) is None:  # slow path: find the malformed cells
+        bad = np.array([_CELL_RE.fullmatch(cell) is None for cell in cells], dtype=bool)
+        text = ",".join("0_0_0" if b else cell for cell, b in zip(cells, bad))
+    values = np.fromstring(text.replace("_", ","), dtype=np.int64, sep=",").reshape(-1, 3).astype(np.float64)
+    values[bad] = np.nan
+    return values
+
+
+def _cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.ndarray:
+    """The problem code (0 = fine) of every keypoint cell (N, 24) given parsed ``values`` (N, 24, 3)
+    and the category ``mask``; ``visible_only`` (submissions) also flags v = 0."""
+    x, y, v = values[..., 0], values[..., 1], values[..., 2]
+    absent = (x == -1) & (y == -1) & (v == -1)
+    malformed = ~(absent | (v == 0) | (v == 1))
+    conditions = [malformed, ~mask & ~absent, mask & absent, visible_only & mask & (v == 0),
+                  ~absent & ((x < 0) | (y < 0))]
+    return np.select(conditions, [_MALFORMED, _FOREIGN, _MISSING, _OCCLUDED, _NEGATIVE], 0)
+
+
+def _cell_problems(table: _Table, codes: np.ndarray, categories: list[str]) -> list[DataError]:
+    """One DataError per nonzero ``codes`` cell, located by row and keypoint column."""
+    offset = len(TEST_LIST_COLUMNS)
+    return [DataError(_CELL_MESSAGES[codes[n, k]].format(cell=table.cells[n, offset + k], category=categories[n]),
+                      table.path, int(table.rows[n]), KEYPOINT_NAMES[k])
+            for n, k in zip(*np.nonzero(codes))]
+
+
+def _keypoint_values(table: _Table) -> np.ndarray:
+    """Parsed keypoint cells of ``table`` as float64 (N, 24, 3), NaN where malformed."""
+    cells = table.cells[:, len(TEST_LIST_COLUMNS):]
+    return _parse_cells(cells.ravel().tolist()).reshape(len(cells), NUM_KEYPOINTS, 3)
+
+
+def _raise_first(problems: list[DataError]) -> None:
+    """Raise the problem that comes first in the file (by row, then column), if any."""
+    if problems:
+        raise min(problems, key=_file_order)
+
+
+def _file_order(problem: DataError) -> tuple[float, int]:
+    """Sort key: row (problems without one last), then column position."""
+    column = SUBMISSION_COLUMNS.index(problem.column) if problem.column in SUBMISSION_COLUMNS else -1
+    return (problem.row if problem.row is not None else float("inf"), column)
+
+
+def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "error") -> Annotations:
+    """Read a train.csv-layout file into :class:`Annotations` (keypoints float32 (N, 24, 3)).
+
+    Every problem is a DataError naming the file, row and column: wrong header,
+    a row with the wrong number of fields, a cell that is not ``x_y_v``
+    (integer x, y; v in {0, 1}) or ``-1_-1_-1``, an unknown category, a
+    duplicate image_id, a keypoint of another category that is not
+    ``-1_-1_-1``, or a negative coordinate.
+
+    A keypoint of the row's own category written ``-1_-1_-1`` (missing) is an
+    error with ``on_missing_keypoint="error"`` (the default); with ``"skip"``
+    such rows are dropped and a single ``warnings.warn`` reports how many.
+    """
+    if on_missing_keypoint not in ("error", "skip"):
+        raise ValueError(f"on_missing_keypoint must be 'error' or 'skip', got {on_missing_keypoint!r}")
+    table, problems = _read_table(path, SUBMISSION_COLUMNS, {
+        TEST_LIST_COLUMNS: "this is a test list (image_id,image_category) without keypoint columns; "
+                           "read it with read_image_list"})
+    problems += _identity_problems(table)
+    _raise_first(problems)
+    values = _keypoint_values(table)
+    codes = _cell_codes(values, category_mask(table.categories), visible_only=False)
+    _raise_first(_cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories))
+    missing = (codes == _MISSING).any(axis=1)
+    if missing.any():
+        first = _cell_problems(table, np.where(codes == _MISSING, codes, 0), table.categories)[0]
+        if on_missing_keypoint == "error":
+            raise first
+        warnings.warn(f"{table.path}: dropped {int(missing.sum())} of {len(missing)} rows with a missing "
+                      f"keypoint of their category; first: {first}", stacklevel=2)
+    keep = ~missing
+    return Annotations(table.cells[keep, 0].tolist(), table.cells[keep, 1].tolist(),
+                       values[keep].astype(np.float32))
+
+
+def read_image_list(path: "str | os.PathLike") -> Annotations:
+    """Read a test list (``image_id,image_category``, like test/test.csv); keypoints are None.
+
+    Raises a DataError for a wrong header, a row with the wrong number of
+    fields, an empty image_id, an unknown category or a duplicate image_id.
+    """
+    table, problems = _read_table(path, TEST_LIST_COLUMNS, {
+        SUBMISSION_COLUMNS: "this file has keypoint columns (train.csv layout); read it with read_annotations"})
+    _raise_first(problems + _identity_problems(table))
+    return Annotations(table.image_ids, table.categories, None)
+
+
+# ----------------------------------------------------------------------------- submissions
+
+
+def write_submission(path: "str | os.PathLike", image_ids: "list[str]", categories: "list[str]",
+                     keypoints_xy: np.ndarray) -> None:
+    """Write a submission atomically: each keypoint of the row's category as ``x_y_1``
+    (coordinates rounded to integers), every other keypoint ``-1_-1_-1``.
+
+    ``keypoints_xy`` is (N, 24, 2) in original image pixels. Raises ValueError
+    for mismatched lengths, an unknown category, or a category keypoint that
+    is not finite or rounds to a negative coordinate.
+    """
+    xy = np.asarray(keypoints_xy, dtype=np.float64)
+    if len(categories) != len(image_ids) or xy.shape != (len(image_ids), NUM_KEYPOINTS, 2):
+        raise ValueError(f"need {len(image_ids)} categories and keypoints of shape ({len(image_ids)}, 24, 2), "
+                         f"got {len(categories)} categories and {xy.shape}")
+    for category in categories:
+        check_category(category, allow_all=False)
+    mask = category_mask(categories)
+    bad = mask & ~(np.isfinite(xy) & (np.round(xy) >= 0)).all(axis=-1)
+    if bad.any():
+        n, k = (int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(f"image {image_ids[n]!r} (index {n}): keypoint {KEYPOINT_NAMES[k]} is {tuple(xy[n, k])}; "
+                         f"a submission needs finite, non-negative coordinates")
+    visible = np.ones(xy.shape[:-1] + (1,))
+    write_annotations(path, Annotations(list(image_ids), list(categories), np.concatenate([xy, visible], axis=-1)))
+
+
+def read_submission(path: "str | os.PathLike") -> Annotations:
+    """Read a submission into :class:`Annotations` (keypoints float32 (N, 24, 3), v = 1).
+
+    Same checks as :func:`read_annotations`, except that every keypoint of
+    the row's category must be ``x_y_1``.
+    """
+    table, problems = _read_table(path, SUBMISSION_COLUMNS, {
+        TEST_LIST_COLUMNS: "this is a test list (image_id,image_category), not a submission"})
+    problems += _identity_problems(table)
+    _raise_first(problems)
+    values = _keypoint_values(table)
+    _raise_first(_cell_problems(table, _cell_codes(values, category_mask(table.categories), True),
+                                table.categories))
+    return Annotations(table.image_ids, table.categories, values.astype(np.float32))
+
+
+def _matching_problems(table: _Table, test: Annotations, test_csv: Path) -> tuple[list[DataError], np.ndarray]:
+    """Extra, duplicate and missing images and differing categories; returns the problems and
+    each submission row's index into ``test`` (-1 for an extra image)."""
+    position = {image_id: i for i, image_id in enumerate(test.image_ids)}
+    index = np.array([position.get(image_id, -1) for image_id in table.image_ids], dtype=np.int64)
+    problems = [DataError(f"image_id {table.cells[n, 0]!r} is not in {test_csv}", table.path,
+                          int(table.rows[n]), "image_id") for n in np.flatnonzero(index < 0)]
+    problems += _duplicate_problems(table)
+    absent = np.setdiff1d(np.arange(len(test)), index)
+    problems += [DataError(f"image {test.image_ids[i]!r} ({test_csv} row {i + 2}) is missing from the submission",
+                           table.path, None, "image_id") for i in absent]
+    problems += [DataError(f"image_category {table.cells[n, 1]!r} differs from {test.categories[index[n]]!r} "
+                           f"in {test_csv}", table.path, int(table.rows[n]), "image_category")
+                 for n in np.flatnonzero(index >= 0) if table.cells[n, 1] != test.categories[index[n]]]
+    return problems, index
+
+
+def _outside_problems(table: _Table, values: np.ndarray, codes: np.ndarray, image_root: Path) -> list[DataError]:
+    """A DataError for every well-formed category keypoint outside its image (sizes read from headers)."""
+    sizes = np.array([image_size(image_root / image_id) for image_id in table.image_ids],
+                     dtype=np.int64).reshape(-1, 2)
+    outside = (values[..., 2] == 1) & (codes == 0) & outside_image(values[..., :2], sizes[:, None, :])
+    return [DataError(f"({values[n, k, 0]:.0f}, {values[n, k, 1]:.0f}) lies outside the image of "
+                      f"{sizes[n, 0]}×{sizes[n, 1]} (H×W) pixels", table.path, int(table.rows[n]), KEYPOINT_NAMES[k])
+            for n, k in zip(*np.nonzero(outside))]
+
+
+def validate_submission(test_csv: "str | os.PathLike", submission_csv: "str | os.PathLike",
+                        image_root: "str | os.PathLike | None" = None) -> list[str]:
+    """Every problem of ``submission_csv`` against the test list ``test_csv``, one line each
+    naming the submission file, row and column, in file order; [] means valid.
+
+    Checks the header, field counts, extra, missing and duplicate images,
+    categories against ``test_csv``, category keypoints ``x_y_1`` with
+    non-negative coordinates, other keypoints ``-1_-1_-1`` and, when
+    ``image_root`` (the test split folder) is given, that coordinates lie
+    inside each image. A broken ``test_csv`` or unreadable image under
+    ``image_root`` raises DataError (that is local data, not the submission).
+    """
+    test_csv = Path(test_csv)
+    test = read_image_list(test_csv)
+    try:
+        table, problems = _read_table(submission_csv, SUBMISSION_COLUMNS)
+    except DataError as exc:
+        return [str(exc)]
+    matching, index = _matching_problems(table, test, test_csv)
+    known = index >= 0
+    table = _Table(table.path, table.cells[known], table.rows[known])
+    categories = [test.categories[i] for i in index[known]]
+    values = _keypoint_values(table)
+    codes = _cell_codes(values, category_mask(categories), visible_only=True)
+    problems += matching + _cell_problems(table, codes, categories)
+    if image_root is not None:
+        problems += _outside_problems(table, values, codes, Path(image_root))
+    return [str(problem) for problem in sorted(problems, key=_file_order)]
+
+
+__all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "KEYPOINT_NAMES", "format_cell",
+           "write_annotations", "read_annotations", "read_image_list", "write_submission",
+           "read_submission", "validate_submission"]
