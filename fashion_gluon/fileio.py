@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; renamed files get the usual permissions instead.
+_FILE_MODE = 0o666 & ~_umask()
+
 @contextlib.contextmanager
 def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` on success.
@@ -22,6 +31,7 @@ def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterat
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -39,6 +49,7 @@ def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,211 @@
+"""The FashionAI normalized error (NE): a functional core and a thin accumulator.
+
+NE is pooled over every (image, keypoint) pair whose ground truth is visible
+(``v == 1``) and belongs to the image's category::
+
+    NE = 100 * sum(d / s) / count
+
+``d`` is the Euclidean distance between prediction and truth in original image
+pixels; ``s`` is the ground-truth distance between the category's
+:data:`~fashion_gluon.keypoints.NORM_PAIRS` keypoints (armpits for blouse,
+outwear and dress; waistband ends for skirt and trousers).
+
+Decisions, in one place:
+
+* ``v == 0`` (occluded) and ``v == -1`` (absent) keypoints never count. The
+  seed's local evaluator counted ``v == 0`` keypoints; this one does not.
+* The normalizer uses the truth coordinates of ``v == 0`` points too: an
+  occluded point is still annotated.
+* An image whose normalizing pair is not annotated (either point ``v == -1``)
+  or coincides (``s == 0``) cannot be normalized: it is left out of every
+  figure and counted in ``skipped_images``; one ``warnings.warn`` per summary
+  reports the count.
+* Prediction columns outside the row's category are ignored (whatever they hold).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .keypoints import (CATEGORIES, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS, category_mask,
+                        check_category)
+
+
+def _check_inputs(pred: np.ndarray, truth: np.ndarray, categories: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate shapes and categories; return float arrays and the categories as an array."""
+    pred = np.asarray(pred, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if truth.ndim != 3 or truth.shape[1:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"truth must have shape (N, {NUM_KEYPOINTS}, 3), got {truth.shape}")
+    n = truth.shape[0]
+    if pred.shape != (n, NUM_KEYPOINTS, 2):
+        raise ValueError(f"pred must have shape ({n}, {NUM_KEYPOINTS}, 2) to match truth "
+                         f"{truth.shape}, got {pred.shape}")
+    if len(categories) != n:
+        raise ValueError(f"got {len(categories)} categories for {n} images")
+    for category in categories:
+        check_category(category, allow_all=False)
+    return pred, truth, np.asarray(categories, dtype=object)
+
+
+def normalizing_distance(truth: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """Ground-truth distance ``s`` between each row's NORM_PAIRS keypoints, shape (N,).
+
+    NaN where the pair is not annotated (either point ``v == -1``) or ``s == 0``.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    pairs = np.array([NORM_PAIRS[c] for c in categories], dtype=np.int64).reshape(-1, 2)
+    rows = np.arange(len(pairs))
+    a, b = truth[rows, pairs[:, 0]], truth[rows, pairs[:, 1]]
+    s = np.hypot(*(a[:, :2] - b[:, :2]).T)
+    annotated = (a[:, 2] >= 0) & (b[:, 2] >= 0)
+    return np.where(annotated & (s > 0), s, np.nan)
+
+
+def _error_matrix(pred: np.ndarray, truth: np.ndarray, categories: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (N, 24) matrix of d / s, the (N, 24) mask of pairs that count, and the (N,)
+    mask of skipped images. Entries outside the mask are 0."""
+    pred, truth, categories = _check_inputs(pred, truth, categories)
+    s = normalizing_distance(truth, categories)
+    skipped = np.isnan(s)
+    mask = category_mask(categories) & (truth[..., 2] == 1) & ~skipped[:, None]
+    bad = mask & ~np.isfinite(pred).all(axis=-1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"prediction of image {row}, keypoint {KEYPOINT_NAMES[col]} is not finite")
+    d = np.hypot(*np.moveaxis(pred - truth[..., :2], -1, 0))
+    ratio = np.where(mask, d / np.where(skipped, 1.0, s)[:, None], 0.0)
+    return ratio, mask, skipped
+
+
+def _percent(ratio: np.ndarray, mask: np.ndarray) -> float:
+    """100 * mean of ``ratio`` over ``mask`` (NaN when the mask is empty)."""
+    count = int(mask.sum())
+    return 100.0 * float(ratio[mask].sum()) / count if count else float("nan")
+
+
+def _summarize(ratio: np.ndarray, mask: np.ndarray, skipped: np.ndarray,
+               categories: np.ndarray) -> dict:
+    """The result dict of :func:`normalized_error` from the error matrix and masks."""
+    n_skipped = int(skipped.sum())
+    if n_skipped:
+        warnings.warn(f"normalized error: {n_skipped} image(s) skipped because their "
+                      f"normalizing keypoint pair is not annotated or has zero length",
+                      stacklevel=3)
+    per_category = {c: _percent(ratio[categories == c], mask[categories == c])
+                    for c in CATEGORIES if mask[categories == c].any()}
+    per_keypoint = {name: _percent(ratio[:, k], mask[:, k])
+                    for k, name in enumerate(KEYPOINT_NAMES) if mask[:, k].any()}
+    return {"ne": _percent(ratio, mask), "per_category": per_category,
+            "per_keypoint": per_keypoint, "count": int(mask.sum()), "skipped_images": n_skipped}
+
+
+def normalized_error(pred: np.ndarray, truth: np.ndarray, categories: Sequence[str]) -> dict:
+    """Pooled normalized error of predictions ``pred`` (N, 24, 2) against ``truth`` (N, 24, 3).
+
+    Returns ``{"ne": percent, "per_category": {category: percent},
+    "per_keypoint": {name: percent}, "count": pairs used, "skipped_images": n}``.
+    ``per_category`` and ``per_keypoint`` list only entries with at least one
+    counted pair; ``ne`` is NaN when nothing counts. Images whose normalizing
+    pair is missing are skipped with a warning (see the module docstring).
+    """
+    ratio, mask, skipped = _error_matrix(pred, truth, categories)
+    return _summarize(ratio, mask, skipped, np.asarray(categories, dtype=object))
+
+
+def per_image_error(pred: np.ndarray, truth: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """Mean d / s in percent over each image's counted keypoints, shape (N,); NaN where
+    nothing counts (skipped image, or no visible keypoint). For worst-K galleries."""
+    ratio, mask, _ = _error_matrix(pred, truth, categories)
+    count = mask.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, 100.0 * ratio.sum(axis=1) / count, np.nan)
+
+
+class NEMeter:
+    """Accumulates per-(image, keypoint) errors over batches; :meth:`result` equals
+    :func:`normalized_error` on the concatenation of every update."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+        self._ratios: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
+        self._skipped: list[np.ndarray] = []
+        self._categories: list[str] = []
+
+    def update(self, pred: np.ndarray, truth: np.ndarray, categories: Sequence[str]) -> None:
+        """Add a batch: ``pred`` (B, 24, 2), ``truth`` (B, 24, 3), ``categories`` (B,)."""
+        ratio, mask, skipped = _error_matrix(pred, truth, categories)
+        self._ratios.append(ratio)
+        self._masks.append(mask)
+        self._skipped.append(skipped)
+        self._categories.extend(categories)
+
+    def result(self) -> dict:
+        """The :func:`normalized_error` dict over everything accumulated."""
+        if not self._ratios:
+            empty = np.zeros((0, NUM_KEYPOINTS))
+            return _summarize(empty, empty.astype(bool), np.zeros(0, dtype=bool),
+                              np.zeros(0, dtype=object))
+        return _summarize(np.concatenate(self._ratios), np.concatenate(self._masks),
+                          np.concatenate(self._skipped), np.asarray(self._categories, dtype=object))
+
+
+def _match_rows(truth_ids: Sequence[str], pred_ids: Sequence[str], pred_path) -> np.ndarray:
+    """Row of ``pred_ids`` (unique) holding each of ``truth_ids``; DataError naming the
+    images that have no prediction."""
+    position = {image_id: row for row, image_id in enumerate(pred_ids)}
+    missing = [i for i in truth_ids if i not in position]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise DataError(f"{len(missing)} image(s) of the truth have no prediction: {shown}", pred_path)
+    return np.array([position[i] for i in truth_ids], dtype=np.int64)
+
+
+def evaluate_csv(truth_csv: "str | os.PathLike", pred_csv: "str | os.PathLike") -> dict:
+    """:func:`normalized_error` of a submission CSV against an annotation CSV.
+
+    Rows are matched by ``image_id`` (order is free; extra predicted images are
+    ignored). Both files get the readers' checks (:func:`read_annotations` with
+    its default, strict handling of missing category keypoints;
+    :func:`read_submission`, which rejects duplicate images). Raises DataError
+    when the prediction lacks images of the truth or gives an image another
+    category.
+    """
+    from .data.annotations import read_annotations, read_submission
+
+    truth = read_annotations(truth_csv)
+    pred = read_submission(pred_csv)
+    rows = _match_rows(truth.image_ids, pred.image_ids, pred_csv)
+    for truth_row, pred_row in enumerate(rows):
+        if pred.categories[pred_row] != truth.categories[truth_row]:
+            raise DataError(f"image {truth.image_ids[truth_row]!r} is {truth.categories[truth_row]!r} "
+                            f"in the truth but {pred.categories[pred_row]!r} here",
+                            pred_csv, int(pred_row) + 2, "image_category")
+    return normalized_error(pred.keypoints[rows, :, :2], truth.keypoints, truth.categories)
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table of a :func:`normalized_error` result: overall, per category,
+    per keypoint."""
+    width = max(len(name) for name in KEYPOINT_NAMES)
+    lines = [f"{'overall':<{width}}  {result['ne']:7.3f} %   "
+             f"({result['count']} keypoints, {result['skipped_images']} images skipped)", ""]
+    for title, table in (("category", result["per_category"]), ("keypoint", result["per_keypoint"])):
+        lines.append(f"{title:<{width}}  NE (%)")
+        lines += [f"{name:<{width}}  {value:7.3f}" for name, value in table.items()]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ = ["normalized_error", "per_image_error", "normalizing_distance", "NEMeter",
+           "evaluate_csv", "format_table"]
