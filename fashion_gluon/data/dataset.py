@@ -1,0 +1,153 @@
+"""``FashionAIDataset``: a FashionAI-layout folder as a ``gluon.data.Dataset``.
+
+Splits: ``train`` and ``val`` are drawn from ``train/Annotations/train.csv``
+(``val`` = a per-category share chosen by ``split_seed``); ``test`` is
+``test/test.csv`` (with ground truth from ``test/annotations.csv`` when present).
+
+Items:
+
+* with a ``codec`` (training): ``(image (3, H, W) float32, targets (L, K, h, w), weights (K,))``;
+* without (evaluation, prediction): ``(image (3, H, W) float32, matrix (3, 3), row)`` where
+  ``matrix`` maps original image pixels to input pixels (invert it to map predictions back).
+
+Keys may be a row index or ``(epoch, row)`` (see :class:`EpochSampler`): the
+augmentation of a sample is seeded by ``(seed, epoch, row)``, so a run is
+reproducible whatever the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from mxnet import gluon
+
+from ..codec import HeatmapCodec
+from ..errors import DataError
+from ..keypoints import ALL, category_indices, check_category, flip_permutation
+from .annotations import Annotations, read_annotations, read_image_list
+from .images import check_images, read_image
+from .transforms import Sample
+
+SPLITS = ("train", "val", "test")
+
+
+def layout_paths(root: "str | os.PathLike", split: str) -> tuple[Path, Path]:
+    """(CSV file, split folder) of ``split`` under a FashionAI layout ``root``; a clear
+    error names the first missing path."""
+    root = Path(root)
+    if split == "test":
+        csv, folder = root / "test" / "test.csv", root / "test"
+    else:
+        csv, folder = root / "train" / "Annotations" / "train.csv", root / "train"
+    for path in (root, folder, csv):
+        if not path.exists():
+            raise DataError(f"missing {path} (expected the FashionAI layout: "
+                            "ROOT/train/Annotations/train.csv, ROOT/train/Images/, "
+                            "ROOT/test/test.csv, ROOT/test/Images/)")
+    return csv, folder
+
+
+def split_rows(categories: "list[str]", val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, val rows): ``val_fraction`` of every category (at least one row of a
+    category with two or more), chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    cats = np.asarray(categories)
+    val = []
+    for category in sorted(set(categories)):
+        rows = np.flatnonzero(cats == category)
+        count = int(round(len(rows) * val_fraction))
+        if val_fraction > 0 and len(rows) >= 2:
+            count = min(max(count, 1), len(rows) - 1)
+        val.extend(rng.permutation(rows)[:count].tolist())
+    val_rows = np.sort(np.asarray(val, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(categories)), val_rows), val_rows
+
+
+def load_split(root: "str | os.PathLike", split: str, category: str = ALL,
+               val_fraction: float = 0.1, split_seed: int = 0) -> tuple[Annotations, Path]:
+    """The annotations of ``split`` restricted to ``category`` and the split folder."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    check_category(category)
+    csv, folder = layout_paths(root, split)
+    if split == "test":
+        truth = folder / "annotations.csv"
+        annotations = read_annotations(truth) if truth.exists() else read_image_list(csv)
+    else:
+        annotations = read_annotations(csv)
+        train_rows, val_rows = split_rows(annotations.categories, val_fraction, split_seed)
+        annotations = annotations.subset(train_rows if split == "train" else val_rows)
+    if category != ALL:
+        annotations = annotations.subset([i for i, c in enumerate(annotations.categories) if c == category])
+    if len(annotations) == 0:
+        raise DataError(f"no {split} rows of category {category!r}", path=csv)
+    return annotations, folder
+
+
+class FashionAIDataset(gluon.data.Dataset):
+    """Images and keypoints of one split and category (``all`` = 24-keypoint joint model)."""
+
+    def __init__(self, root: "str | os.PathLike", category: str = ALL, split: str = "train",
+                 transform=None, codec: "HeatmapCodec | None" = None, val_fraction: float = 0.1,
+                 split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error"):
+        self.annotations, self.folder = load_split(root, split, category, val_fraction, split_seed)
+        if check:
+            kept, _ = check_images(self.annotations, self.folder, on_error=on_bad_image)
+            self.annotations = self.annotations.subset(kept)
+        self.category, self.split = category, split
+        self.channels = list(category_indices(category))
+        self.flip_perm = flip_permutation(category)
+        self.transform, self.codec, self.seed = transform, codec, seed
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def image_path(self, row: int) -> Path:
+        return self.folder / self.annotations.image_ids[row]
+
+    def sample(self, row: int) -> Sample:
+        """The untransformed Sample of ``row`` (keypoints in this dataset's channel order)."""
+        image = read_image(self.image_path(row))
+        keypoints = None
+        if self.annotations.keypoints is not None:
+            keypoints = self.annotations.keypoints[row, self.channels]
+        else:
+            keypoints = np.full((len(self.channels), 3), -1.0)
+        return Sample.from_image(image, keypoints, self.flip_perm)
+
+    def __getitem__(self, key):
+        epoch, row = key if isinstance(key, tuple) else (0, key)
+        rng = np.random.default_rng([self.seed, epoch, row])
+        sample = self.sample(row)
+        if self.transform is not None:
+            sample = self.transform(sample, rng)
+        if self.codec is None:
+            return sample.image, sample.matrix.astype(np.float32), row
+        targets, weights = self.codec.encode(sample.keypoints, sample.weights)
+        return sample.image, targets, weights
+
+
+class EpochSampler(gluon.data.Sampler):
+    """Yields ``(epoch, row)`` keys, shuffled by ``(seed, epoch)``; ``set_epoch`` before each
+    epoch. With ``num_parts > 1`` yields only the ``part_index``-th shard (distributed
+    training: every worker sees a disjoint, equally long part of the epoch)."""
+
+    def __init__(self, length: int, shuffle: bool = True, seed: int = 0,
+                 part_index: int = 0, num_parts: int = 1):
+        self.length, self.shuffle, self.seed = length, shuffle, seed
+        self.part_index, self.num_parts, self.epoch = part_index, num_parts, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.arange(self.length)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        per_part = self.length // self.num_parts
+        order = order[self.part_index * per_part:(self.part_index + 1) * per_part]
+        return iter([(self.epoch, int(row)) for row in order])
+
+    def __len__(self) -> int:
+        return self.length // self.num_parts

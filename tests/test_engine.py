@@ -1,0 +1,181 @@
+"""Training engine: exact resume, divergence handling, SWA, BN recalibration, transfer, bad input."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from fashion_gluon.config import load_config
+from fashion_gluon.data.synthetic import generate_dataset
+from fashion_gluon.engine.checkpoint import load_state
+from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
+from fashion_gluon.engine.train import TrainingDiverged, fit
+from fashion_gluon.engine.transfer import load_matching
+from fashion_gluon.errors import DataError, FashionGluonError
+from fashion_gluon.keypoints import category_indices
+from fashion_gluon.models import get_model
+
+TINY = ["model.name=cpn_resnet18", "model.kwargs.channels=32", "data.input_size=[64,64]",
+        "train.batch_size=4", "train.epochs=2", "train.optimizer=adam", "train.lr=1e-3",
+        "train.warmup_steps=2", "train.lr_schedule=cosine", "data.num_workers=0", "loss.fg_weight=10"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, per_category=6, seed=5, image_size=(128, 128), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    """A 2-epoch run trained straight through."""
+    out = tmp_path_factory.mktemp("run") / "straight"
+    fit(data_root, "all", out, load_config(overrides=TINY), progress=False)
+    return out
+
+
+def params_of(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def test_run_directory_contents(trained):
+    state = load_state(trained)
+    assert state["epoch"] == 2 and state["category"] == "all"
+    for name in ("config.yaml", "best.params", "best.json", "log.jsonl", "curves.png", state["params"], state["states"]):
+        assert (trained / name).stat().st_size > 0, name
+    assert not (trained / "epoch-0001.params").exists(), "older epochs are removed once the next is safe"
+    records = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"loss", "lr", "img_per_s", "val_ne", "val_per_category", "val_per_keypoint"} <= set(records[-1])
+    assert list((trained / "tb").iterdir()), "tensorboard events written"
+
+
+def test_resume_gives_identical_parameters(data_root, trained, tmp_path):
+    out = tmp_path / "resumed"
+    fit(data_root, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
+    assert load_state(out)["epoch"] == 1
+    fit(data_root, "all", out, resume=True, progress=False)
+    assert load_state(out)["epoch"] == 2
+    straight, resumed = params_of(trained / "epoch-0002.params"), params_of(out / "epoch-0002.params")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(data_root, trained, tmp_path):
+    out = tmp_path / "diverged"
+    fit(data_root, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
+    before = (out / "last.json").read_text()
+    saved = params_of(out / "epoch-0001.params")
+    bad = load_config(overrides=TINY + ["train.optimizer=sgd", "train.lr=1e30", "train.warmup_steps=0"])
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+; .*last good checkpoint"):
+        fit(data_root, "all", out, bad, progress=False)
+    assert (out / "last.json").read_text() == before
+    for name, value in params_of(out / "epoch-0001.params").items():
+        np.testing.assert_array_equal(value, saved[name])
+
+
+def test_resume_with_other_model_is_refused(data_root, trained):
+    other = load_config(overrides=TINY + ["model.kwargs.channels=64"])
+    with pytest.raises(FashionGluonError, match=r"cannot resume .*model\.kwargs"):
+        fit(data_root, "all", trained, other, resume=True, progress=False)
+
+
+def test_init_from_maps_all_category_head_to_skirt(trained):
+    net = get_model("cpn_resnet18", len(category_indices("skirt")), channels=32)
+    mapped = load_matching(net, trained, "skirt")
+    assert mapped > 0
+    net(mx.nd.zeros((1, 3, 64, 64)))  # finish deferred shape inference
+    source = params_of(trained / "best.params")
+    skirt = list(category_indices("skirt"))
+    for name, param in net._collect_params_with_prefix().items():
+        value = param.data().asnumpy()
+        if value.shape == source[name].shape:
+            np.testing.assert_array_equal(value, source[name])
+        else:
+            axis = next(a for a, (x, y) in enumerate(zip(source[name].shape, value.shape)) if x != y)
+            np.testing.assert_array_equal(value, np.take(source[name], skirt, axis=axis))
+
+
+def test_weight_average_is_the_mean():
+    net = gluon.nn.Dense(3, in_units=2)
+    net.initialize()
+    average, snapshots = WeightAverage(net), []
+    for scale in (1.0, 2.0, 4.0):
+        for p in net.collect_params().values():
+            p.set_data(mx.nd.ones(p.shape) * scale + mx.nd.array(np.arange(np.prod(p.shape)).reshape(p.shape)))
+        snapshots.append({k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()})
+        average.add()
+    average.apply()
+    for name, param in net._collect_params_with_prefix().items():
+        np.testing.assert_allclose(param.data().asnumpy(), np.mean([s[name] for s in snapshots], axis=0), rtol=1e-6)
+
+
+def test_batchnorm_recalibration_matches_direct_statistics():
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(4, 3, in_channels=3), gluon.nn.BatchNorm(in_channels=4))
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    rng = np.random.default_rng(0)
+    batches = [(mx.nd.array(rng.normal(i, 1 + i, (5, 3, 8, 8))),) for i in range(3)]
+    conv = net[0]
+    means = [conv(b[0]).asnumpy().mean(axis=(0, 2, 3)) for b in batches]
+    variances = [conv(b[0]).asnumpy().var(axis=(0, 2, 3)) for b in batches]
+    assert recalibrate_batchnorm(net, batches, [mx.cpu()]) == 3
+    bn = net[1]
+    np.testing.assert_allclose(bn.running_mean.data().asnumpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.running_var.data().asnumpy(), np.mean(variances, axis=0), rtol=1e-3, atol=1e-5)
+    assert bn._kwargs["momentum"] == 0.9, "momentum restored"
+
+
+def test_swa_writes_a_checkpoint_and_reports_ne(trained, data_root, tmp_path, monkeypatch):
+    added = []
+    original_add = WeightAverage.add
+
+    def recording_add(self):
+        added.append({k: p.data().asnumpy().copy() for k, p in self.params.items()})
+        original_add(self)
+
+    monkeypatch.setattr(WeightAverage, "add", recording_add)
+    applied = {}
+    original_apply = WeightAverage.apply
+
+    def recording_apply(self):
+        original_apply(self)
+        applied.update({k: p.data().asnumpy().copy() for k, p in self.params.items()})
+
+    monkeypatch.setattr(WeightAverage, "apply", recording_apply)
+    result = run_swa(trained, data_root, tmp_path / "swa", cycles=2, cycle_epochs=1, lr_max=1e-4, lr_min=1e-6,
+                     progress=False)
+    assert len(added) == 2
+    for name, value in applied.items():
+        np.testing.assert_allclose(value, (added[0][name] + added[1][name]) / 2, rtol=1e-5, atol=1e-7)
+    assert {"val_ne_before", "val_ne_averaged", "val_ne_after"} <= set(result)
+    assert load_state(tmp_path / "swa")["epoch"] == 4
+    assert (tmp_path / "swa" / "best.params").exists()
+
+
+def test_missing_layout_names_the_path(tmp_path):
+    with pytest.raises(DataError, match=r"missing .*train"):
+        fit(tmp_path, "all", tmp_path / "out", load_config(overrides=TINY), progress=False)
+
+
+def test_category_without_rows(data_root, tmp_path):
+    lines = (data_root / "train" / "Annotations" / "train.csv").read_text().splitlines()
+    root = tmp_path / "noskirt"
+    (root / "train" / "Annotations").mkdir(parents=True)
+    os.symlink(data_root / "train" / "Images", root / "train" / "Images")
+    (root / "train" / "Annotations" / "train.csv").write_text(
+        "\n".join([lines[0]] + [l for l in lines[1:] if ",skirt," not in l]) + "\n")
+    with pytest.raises(DataError, match="no train rows of category 'skirt'"):
+        fit(root, "skirt", tmp_path / "out", load_config(overrides=TINY), progress=False)
+
+
+def test_unwritable_out_dir_fails_before_training(data_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FashionGluonError, match="is not writable"):
+        fit(data_root, "all", blocker / "run", load_config(overrides=TINY), progress=False)
