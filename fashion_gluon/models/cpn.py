@@ -1,0 +1,126 @@
+"""Cascaded Pyramid Network (Chen et al. 2018) on a gluoncv backbone.
+
+GlobalNet: on each of the backbone's last four feature maps a 1×1 lateral
+conv (BN, ReLU) to ``channels``; a top-down path adds to each level the level
+above, upsampled to its stride and passed through a 1×1 conv (BN). Each level
+has a head, 1×1 conv (BN, ReLU) → 3×3 conv to K heatmaps, upsampled to ¼ of
+the input. RefineNet: 3/2/1/0 bottlenecks (channels/2 → channels/2 → channels)
+on the levels coarse → fine, each upsampled to ¼ of the input, concatenated,
+one bottleneck with a projection shortcut, a 3×3 conv to K heatmaps.
+
+Levels: for ResNet-style backbones C2..C5 (strides 4, 8, 16, 32). DetNet-style
+backbones return C2..C6 at strides 4, 8, 16, 16, 16; CPN uses the last four
+(C3..C6, strides 8, 16, 16, 16), as the seed's DetNet CPN does, so the top-down
+path upsamples only between C4 and C3 (levels of equal stride are added
+as they are) and the heads upsample by 2 or 4.
+"""
+from __future__ import annotations
+
+from mxnet.gluon import HybridBlock, nn
+
+from .backbones import HEATMAP_INIT, Backbone, KeypointNet, Upsample, conv_bn
+
+NUM_LEVELS = 4
+
+
+class Bottleneck(HybridBlock):
+    """CPN bottleneck: 1×1 → 3×3 → 1×1 convs (width ``channels // 2``), BN after each,
+    ReLU after the first two and after the sum; a 1×1 projection shortcut when
+    the width changes."""
+
+    def __init__(self, channels: int, in_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        mid = channels // 2
+        with self.name_scope():
+            self.body = nn.HybridSequential(prefix="")
+            self.body.add(conv_bn(mid, 1, in_channels), conv_bn(mid, 3, mid),
+                          conv_bn(channels, 1, mid, relu=False))
+            self.shortcut = conv_bn(channels, 1, in_channels, relu=False) if in_channels != channels else None
+
+    def hybrid_forward(self, F, x):
+        residual = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.body(x) + residual)
+
+
+def heatmap_conv(num_keypoints: int, in_channels: int) -> nn.Conv2D:
+    """The 3×3 convolution that predicts K heatmaps."""
+    return nn.Conv2D(num_keypoints, 3, padding=1, in_channels=in_channels, weight_initializer=HEATMAP_INIT)
+
+
+class GlobalNet(HybridBlock):
+    """Feature pyramid with a heatmap head per level. Inputs and outputs are coarse → fine.
+
+    ``forward(*features)`` returns ``(pyramid, heatmaps)``: the ``channels``-wide
+    pyramid levels and their heatmaps at ¼ input resolution.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], num_keypoints: int,
+                 channels: int = 256, upsample: str = "nearest", **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.laterals = nn.HybridSequential()
+            self.topdown = nn.HybridSequential()
+            self.heads = nn.HybridSequential()
+            for level, (width, stride) in enumerate(zip(in_channels, strides)):
+                self.laterals.add(conv_bn(channels, 1, width))
+                if level > 0:
+                    step = nn.HybridSequential()
+                    step.add(Upsample(strides[level - 1] // stride, upsample), conv_bn(channels, 1, channels, relu=False))
+                    self.topdown.add(step)
+                head = nn.HybridSequential()
+                head.add(conv_bn(channels, 1, channels), heatmap_conv(num_keypoints, channels),
+                         Upsample(stride // KeypointNet.output_stride, upsample))
+                self.heads.add(head)
+
+    def hybrid_forward(self, F, *features):
+        pyramid = []
+        for level, feature in enumerate(features):
+            lateral = self.laterals[level](feature)
+            pyramid.append(lateral if level == 0 else lateral + self.topdown[level - 1](pyramid[-1]))
+        heatmaps = [self.heads[level](p) for level, p in enumerate(pyramid)]
+        return pyramid, heatmaps
+
+
+class RefineNet(HybridBlock):
+    """Refines the GlobalNet pyramid (coarse → fine) into one set of K heatmaps at ¼ input resolution."""
+
+    def __init__(self, strides: tuple[int, ...], num_keypoints: int, channels: int = 256,
+                 upsample: str = "nearest", **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.branches = nn.HybridSequential()
+            for level, stride in enumerate(strides):
+                branch = nn.HybridSequential()
+                for _ in range(len(strides) - 1 - level):
+                    branch.add(Bottleneck(channels, channels))
+                branch.add(Upsample(stride // KeypointNet.output_stride, upsample))
+                self.branches.add(branch)
+            self.fuse = Bottleneck(channels, channels * len(strides))
+            self.predict = heatmap_conv(num_keypoints, channels)
+
+    def hybrid_forward(self, F, *pyramid):
+        branches = [self.branches[level](p) for level, p in enumerate(pyramid)]
+        return self.predict(self.fuse(F.concat(*branches, dim=1)))
+
+
+class CPN(KeypointNet):
+    """CPN on the backbone ``backbone`` (a key of :data:`~.backbones.BACKBONES`).
+
+    ``forward(x)`` returns 5 heatmap tensors (N, K, H/4, W/4): GlobalNet coarse → fine, then RefineNet.
+    """
+
+    def __init__(self, backbone: str, num_keypoints: int, channels: int = 256, upsample: str = "nearest",
+                 **kwargs):
+        super().__init__(num_keypoints, **kwargs)
+        with self.name_scope():
+            self.backbone = Backbone(backbone)
+            strides = self.backbone.strides[-NUM_LEVELS:][::-1]
+            in_channels = self.backbone.channels[-NUM_LEVELS:][::-1]
+            self.global_net = GlobalNet(in_channels, strides, num_keypoints, channels, upsample)
+            self.refine_net = RefineNet(strides, num_keypoints, channels, upsample)
+        self.stride = max(self.backbone.strides)
+
+    def hybrid_forward(self, F, x):
+        features = self.backbone(x)[-NUM_LEVELS:][::-1]
+        pyramid, heatmaps = self.global_net(*features)
+        return tuple(heatmaps) + (self.refine_net(*pyramid),)
