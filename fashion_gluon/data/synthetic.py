@@ -54,8 +54,9 @@ from .annotations import Annotations, write_annotations
 KP = {name: index for index, name in enumerate(KEYPOINT_NAMES)}
 LEFT, RIGHT = -1, 1  # sign of x of a side in the canonical pose (left = image left)
 
-SCALE_RANGE = (0.45, 0.95)      # garment extent / shorter image side
-MAX_ROTATION_DEG = 25.0
+SCALE_RANGE = (0.55, 0.95)      # garment extent / shorter image side
+MAX_ROTATION_DEG = 15.0
+POSITION_JITTER = 0.5           # share of the free room around the centre the garment may move
 CUT_PROBABILITY = 0.3           # chance to push the garment partly out of the frame
 OCCLUDE_PROBABILITY = 0.6       # chance of an occluder over a keypoint
 WEARER_PROBABILITY = 0.5        # chance to draw skin (arms, neck, legs) and a companion garment
@@ -334,8 +335,8 @@ def _placement(rng: np.random.Generator, garment: Garment, category: str,
     moved = (outline - 0.5 * (lo + hi)) @ linear.T
     frame = np.array([width - 1.0, height - 1.0])
     low_t, high_t = -moved.min(axis=0), frame - moved.max(axis=0)
-    shift = np.where(low_t <= high_t, rng.uniform(np.minimum(low_t, high_t), np.maximum(low_t, high_t)),
-                     0.5 * (low_t + high_t))
+    centre, room = 0.5 * (low_t + high_t), 0.5 * np.abs(high_t - low_t) * POSITION_JITTER
+    shift = centre + rng.uniform(-1.0, 1.0, 2) * room
     if rng.random() < CUT_PROBABILITY:
         push = rng.uniform(0.1, 0.35) * extent_px
         direction = rng.uniform(0.0, 2 * np.pi)
