@@ -1,0 +1,192 @@
+"""Heatmap losses: masked MSE, online hard keypoint mining, CPN and Hourglass losses.
+
+Every loss is a HybridBlock called as ``loss(pred, target, weight)`` with
+
+* ``pred``: heatmaps (N, K, h, w), or for CPN / Hourglass a tuple of them;
+* ``target``: the codec's heatmaps, (N, K, h, w) per output, or (N, L, K, h, w)
+  for L outputs (a list of L (N, K, h, w) arrays works too);
+* ``weight``: (N, K) target weights, 0 for keypoints absent from the category
+  or the image (they contribute neither loss nor gradient).
+
+Normalization (one rule everywhere): the per-keypoint loss is the pixel mean
+of the squared error, optionally weighted per pixel by ``1 + fg_weight * target``
+(foreground weighting, needed when training from scratch, see design.md §2),
+times the keypoint's weight. A batch loss is the weighted mean over the
+counted keypoints, ``sum(w * l) / max(sum(w), 1)``: with 0/1 weights it is the
+mean over the keypoints that count, independent of how many are absent, and a
+batch without any counted keypoint gives 0. OHKM takes, per sample, the mean
+of the ``top_k`` largest weighted per-keypoint losses among that sample's
+counted keypoints (all of them when fewer are counted), then averages over
+the samples that have a counted keypoint. Batch losses are shape (1,) arrays.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import mxnet as mx
+from mxnet import gluon
+
+
+def _namespace(x) -> "type(mx.nd) | type(mx.sym)":
+    """``mx.sym`` for a Symbol, else ``mx.nd``: the F of a hybrid_forward."""
+    return mx.sym if isinstance(x, mx.sym.Symbol) else mx.nd
+
+
+def keypoint_mse(F, pred, target, weight, fg_weight: float = 0.0):
+    """Weighted per-keypoint losses (N, K): pixel mean of ``(pred - target)²``
+    (times ``1 + fg_weight * target`` per pixel when ``fg_weight`` > 0), times ``weight``."""
+    squared = F.square(pred - target)
+    if fg_weight:
+        squared = squared * (1.0 + fg_weight * target)
+    return F.mean(squared, axis=(2, 3)) * weight
+
+
+def _check_top_k(top_k: "int | None") -> "int | None":
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    return top_k
+
+
+def _as_tuple(outputs) -> tuple:
+    """A model's outputs as a tuple (a single heatmap array becomes a 1-tuple)."""
+    return tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs,)
+
+
+class MaskedMSELoss(gluon.HybridBlock):
+    """Masked (and optionally foreground-weighted) heatmap MSE; see the module docstring."""
+
+    def __init__(self, fg_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if fg_weight < 0:
+            raise ValueError(f"fg_weight must be >= 0, got {fg_weight}")
+        self.fg_weight = float(fg_weight)
+
+    def per_keypoint(self, pred, target, weight):
+        """Weighted per-sample, per-keypoint losses (N, K)."""
+        return keypoint_mse(_namespace(pred), pred, target, weight, self.fg_weight)
+
+    def hybrid_forward(self, F, pred, target, weight):
+        """Batch loss (1,): ``sum(w * l) / max(sum(w), 1)``."""
+        losses = keypoint_mse(F, pred, target, weight, self.fg_weight)
+        return F.sum(losses) / F.maximum(F.sum(weight), 1.0)
+
+
+class OHKMLoss(gluon.HybridBlock):
+    """Online hard keypoint mining: per sample the mean of the ``top_k`` largest
+    weighted per-keypoint losses (``top_k`` None: ceil(K / 2)), averaged over
+    the samples that have a counted keypoint."""
+
+    def __init__(self, top_k: "int | None" = None, fg_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.top_k = _check_top_k(top_k)
+        with self.name_scope():
+            self.mse = MaskedMSELoss(fg_weight)
+
+    def per_sample(self, pred, target, weight):
+        """Mean of each sample's hardest counted keypoint losses (N,)."""
+        return self._per_sample(_namespace(pred), pred, target, weight)
+
+    def _per_sample(self, F, pred, target, weight):
+        losses = keypoint_mse(F, pred, target, weight, self.mse.fg_weight)
+        # rank 0 = largest loss; ranks carry no gradient, the selected losses do
+        ranks = F.BlockGrad(F.argsort(F.argsort(-losses, axis=1), axis=1))
+        if self.top_k is None:
+            k = F.ceil(F.sum(F.ones_like(weight), axis=1, keepdims=True) / 2)
+            selected = F.broadcast_lesser(ranks, k)
+        else:
+            k = self.top_k
+            selected = ranks < k
+        counted = F.sum(weight > 0, axis=1, keepdims=True)
+        hardest = F.sum(losses * selected, axis=1, keepdims=True)
+        return F.reshape(hardest / F.maximum(F.minimum(k, counted), 1.0), (-1,))
+
+    def hybrid_forward(self, F, pred, target, weight):
+        """Batch loss (1,)."""
+        per_sample = self._per_sample(F, pred, target, weight)
+        has_counted = F.max(weight, axis=1) > 0
+        return F.sum(per_sample) / F.maximum(F.sum(has_counted), 1.0)
+
+
+class CPNLoss(gluon.HybridBlock):
+    """Cascaded Pyramid Network loss for outputs ``(g_1, ..., g_num_global, refine)``:
+    ``global_weight * sum_i MaskedMSE(g_i, target_i) + OHKM(refine, target_last)``.
+
+    ``target`` is (N, num_global + 1, K, h, w) or a list of num_global + 1
+    (N, K, h, w) arrays aligned with the outputs (coarse GlobalNet targets first).
+    """
+
+    def __init__(self, num_global: int = 4, global_weight: float = 0.5,
+                 top_k: "int | None" = None, fg_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if num_global < 1:
+            raise ValueError(f"num_global must be >= 1, got {num_global}")
+        self.num_global, self.global_weight = int(num_global), float(global_weight)
+        with self.name_scope():
+            self.mse = MaskedMSELoss(fg_weight)
+            self.ohkm = OHKMLoss(top_k, fg_weight)
+
+    def _targets(self, target) -> list:
+        """Per-output targets from a list or an (N, L, K, h, w) array."""
+        levels = self.num_global + 1
+        if isinstance(target, (list, tuple)):
+            if len(target) != levels:
+                raise ValueError(f"CPNLoss expects {levels} targets, got {len(target)}")
+            return list(target)
+        return list(_namespace(target).split(target, num_outputs=levels, axis=1, squeeze_axis=True))
+
+    def parts(self, outputs, target, weight) -> tuple:
+        """``(sum of the GlobalNet MSEs, RefineNet OHKM)``, each (1,), unweighted."""
+        outputs = _as_tuple(outputs)
+        if len(outputs) != self.num_global + 1:
+            raise ValueError(f"CPNLoss expects {self.num_global + 1} outputs "
+                             f"({self.num_global} GlobalNet + RefineNet), got {len(outputs)}")
+        targets = self._targets(target)
+        global_loss = self.mse(outputs[0], targets[0], weight)
+        for out, tgt in zip(outputs[1:-1], targets[1:-1]):
+            global_loss = global_loss + self.mse(out, tgt, weight)
+        return global_loss, self.ohkm(outputs[-1], targets[-1], weight)
+
+    def hybrid_forward(self, F, outputs, target, weight):
+        """Total loss (1,)."""
+        global_loss, refine_loss = self.parts(outputs, target, weight)
+        return self.global_weight * global_loss + refine_loss
+
+
+class HourglassLoss(gluon.HybridBlock):
+    """Stacked Hourglass loss with intermediate supervision: the masked MSE of
+    every stack against the same target, the last stack's MSE replaced by OHKM
+    when ``use_ohkm``. ``target`` is (N, K, h, w) or (N, 1, K, h, w)."""
+
+    def __init__(self, use_ohkm: bool = False, top_k: "int | None" = None,
+                 fg_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.mse = MaskedMSELoss(fg_weight)
+            self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
+
+    def parts(self, outputs, target, weight) -> tuple:
+        """``(sum over the intermediate stacks, last stack)``, each (1,)."""
+        outputs = _as_tuple(outputs)
+        target = _namespace(target).reshape_like(target, outputs[-1])
+        last = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], target, weight)
+        intermediate = _namespace(last).zeros_like(last)
+        for out in outputs[:-1]:
+            intermediate = intermediate + self.mse(out, target, weight)
+        return intermediate, last
+
+    def hybrid_forward(self, F, outputs, target, weight):
+        """Total loss (1,): the sum over all stacks."""
+        intermediate, last = self.parts(outputs, target, weight)
+        return intermediate + last
+
+
+def loss_for_model(name: str, top_k: "int | None" = None, fg_weight: float = 0.0,
+                   use_ohkm: bool = False) -> gluon.HybridBlock:
+    """The training loss of a registry model by its name's family: ``cpn*`` →
+    CPNLoss, ``hourglass*`` → HourglassLoss, anything else (one heatmap output)
+    → MaskedMSELoss."""
+    if name.startswith("cpn"):
+        return CPNLoss(top_k=top_k, fg_weight=fg_weight)
+    if name.startswith("hourglass"):
+        return HourglassLoss(use_ohkm=use_ohkm, top_k=top_k, fg_weight=fg_weight)
+    return MaskedMSELoss(fg_weight)
