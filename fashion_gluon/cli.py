@@ -81,7 +81,9 @@ def _data_root(args) -> str:
 
 
 def cmd_summary(args) -> None:
+    from .models import check_input_size
     from .summary import format_summary, summarize
+    check_input_size(args.model, args.input)
     print(format_summary(summarize(args.model, args.input, args.keypoints)))
 
 
@@ -179,7 +181,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FashionGluonError, FileNotFoundError) as error:
+    except (FashionGluonError, FileNotFoundError, ValueError) as error:
         print(f"fashion-gluon {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,126 @@
+"""The main job: synthetic data → train a small CPN on all categories → SWA → evaluate →
+predict the test split → validated submission, pictures and the NE table. No network needed."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from .config import load_config
+from .data.annotations import read_annotations, validate_submission, write_submission
+from .data.dataset import FashionAIDataset
+from .data.images import read_image
+from .data.synthetic import generate_dataset
+from .data.transforms import test_transform
+from .engine.evaluate import load_run
+from .engine.swa import run_swa
+from .engine.train import build_codec, build_loss, build_model, fit
+from .errors import DataError
+from .metrics import evaluate_csv, format_table, per_image_error
+from .predict import predict_dataset
+from .visualize import draw_comparison, gallery, plot_per_keypoint
+
+#: The from-scratch recipe (design.md §2): wide σ, foreground-weighted MSE, Adam + cosine.
+DEMO_OVERRIDES = [
+    "model.name=cpn_resnet18", "model.kwargs.channels=64", "data.input_size=[128,128]",
+    "data.sigma=2.0", "data.num_workers=1", "loss.fg_weight=10", "train.optimizer=adam",
+    "train.lr=1e-3", "train.wd=0", "train.lr_schedule=cosine", "train.warmup_steps=20",
+    "train.warmup_lr=1e-4", "train.batch_size=16", "swa.cycles=2", "swa.cycle_epochs=1",
+    "swa.lr_max=1e-4", "swa.lr_min=1e-5",
+]
+
+
+def measure_train_rate(config: dict, ctx: list, steps: int = 4) -> float:
+    """Training images/s of the config's model on random data (after one warm-up step)."""
+    from mxnet import autograd, gluon
+    net = build_model(config, "all", ctx)
+    loss_fn, batch = build_loss(config), int(config["train"]["batch_size"])
+    h, w = config["data"]["input_size"]
+    codec = build_codec(config)
+    data = mx.nd.random.normal(shape=(batch, 3, h, w), ctx=ctx[0])
+    targets = mx.nd.zeros((batch, len(codec.sigma_factors), 24) + codec.heatmap_size, ctx=ctx[0])
+    weights = mx.nd.ones((batch, 24), ctx=ctx[0])
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.0})
+    tic = None
+    for step in range(steps + 1):
+        if step == 1:
+            tic = time.time()
+        with autograd.record():
+            loss = loss_fn(net(data), targets, weights)
+        loss.backward()
+        trainer.step(batch)
+        loss.asscalar()
+    return steps * batch / (time.time() - tic)
+
+
+def _pictures(out: Path, dataset: FashionAIDataset, pred: np.ndarray, count: int = 12) -> Path:
+    """Prediction-vs-truth overlays of the worst and best test images, as one gallery."""
+    ann = dataset.annotations
+    errors = per_image_error(pred, ann.keypoints, ann.categories)
+    order = np.argsort(np.nan_to_num(errors, nan=-1.0))[::-1]
+    picks = list(order[: count // 2]) + list(order[::-1][: count - count // 2])
+    images = [draw_comparison(read_image(dataset.image_path(i)), pred[i], ann.keypoints[i], ann.categories[i])
+              for i in picks]
+    titles = [f"{ann.categories[i]} {errors[i]:.1f}%" for i in picks]
+    path = out / "overlays.png"
+    gallery(images, path, cols=6, titles=titles)
+    return path
+
+
+def run_demo(out: "str | Path" = "runs/demo", per_category: int = 120, budget_s: float = 360.0,
+             seed: int = 0, progress: bool = True) -> dict:
+    """Run the whole pipeline into ``out``; returns and prints the figures."""
+    out, started, ctx = Path(out), time.time(), [mx.cpu()]
+    data_root, run_dir = out / "data", out / "run"
+    print(f"[1/6] synthetic data set ({per_category} images per category) -> {data_root}")
+    generate_dataset(data_root, per_category=per_category, seed=seed, progress=progress)
+
+    config = load_config(overrides=DEMO_OVERRIDES + [f"train.seed={seed}"])
+    train_rows = len(FashionAIDataset(data_root, "all", "train", check=False,
+                                      val_fraction=config["data"]["val_fraction"]))
+    rate = measure_train_rate(config, ctx)
+    swa_share = config["swa"]["cycles"] * config["swa"]["cycle_epochs"]
+    epochs = max(2, math.floor(0.85 * budget_s * rate / train_rows) - swa_share)
+    config["train"].update(epochs=epochs, time_budget_s=budget_s)
+    print(f"[2/6] training cpn_resnet18 on all categories: {train_rows} images, ~{rate:.1f} img/s "
+          f"measured -> {epochs} epochs within {budget_s:.0f} s")
+    fit(data_root, "all", run_dir, config, ctx=ctx, progress=progress)
+
+    print("[3/6] stochastic weight averaging")
+    swa = run_swa(run_dir, data_root, run_dir / "swa", ctx=ctx, progress=progress)
+    final_dir = run_dir / "swa" if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
+
+    print("[4/6] predicting the test split (flip test)")
+    net, final_config, _ = load_run(final_dir, ctx)
+    size = tuple(final_config["data"]["input_size"])
+    test_set = FashionAIDataset(data_root, "all", "test", test_transform(size))
+    pred = predict_dataset(net, test_set, build_codec(final_config), ctx, flip=True, progress=progress)
+    submission = out / "submission.csv"
+    write_submission(submission, test_set.annotations.image_ids, test_set.annotations.categories, pred)
+    problems = validate_submission(data_root / "test" / "test.csv", submission, data_root / "test")
+    if problems:
+        raise DataError("the demo submission is invalid:\n" + "\n".join(problems))
+
+    print("[5/6] evaluating")
+    test_result = evaluate_csv(data_root / "test" / "annotations.csv", submission)
+    plot_per_keypoint(test_result, out / "per_keypoint.png")
+    _pictures(out, test_set, pred)
+
+    summary = {
+        "seconds": round(time.time() - started, 1), "epochs": epochs,
+        "val_ne_before_swa": swa["val_ne_before"], "val_ne_after_swa": swa["val_ne_after"],
+        "val_ne_swa_without_bn_recalibration": swa["val_ne_averaged"],
+        "test_ne_flip": test_result["ne"], "submission": str(submission), "model": str(final_dir),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("[6/6] done\n")
+    print(format_table(test_result))
+    print(f"\nval NE before SWA {swa['val_ne_before']:.2f} %, after SWA {swa['val_ne_after']:.2f} %; "
+          f"test NE (flip) {test_result['ne']:.2f} %; {summary['seconds']:.0f} s in all")
+    print(f"submission: {submission} (valid); pictures: {out}/overlays.png, {out}/per_keypoint.png, "
+          f"{run_dir}/curves.png")
+    return summary

@@ -1,0 +1,50 @@
+"""The fashion-gluon command line: help, one-line errors, synth → evaluate round trip."""
+import json
+
+import numpy as np
+import pytest
+
+from fashion_gluon.cli import build_parser, main
+from fashion_gluon.data.annotations import read_annotations, write_submission
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"synth", "evaluate", "train", "swa", "summary", "weights", "bench", "demo"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: fashion-gluon {name}" in capsys.readouterr().out
+
+
+def test_synth_then_evaluate_json(tmp_path, capsys):
+    root = tmp_path / "data"
+    assert main(["synth", str(root), "--per-category", "4", "--seed", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    truth = read_annotations(root / "test" / "annotations.csv")
+    pred = truth.keypoints[:, :, :2] + np.array([3.0, 4.0])  # every point 5 px off
+    write_submission(tmp_path / "pred.csv", truth.image_ids, truth.categories, np.clip(pred, 0, None))
+    assert main(["evaluate", "--truth", str(root / "test" / "annotations.csv"),
+                 "--pred", str(tmp_path / "pred.csv"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"ne", "per_category", "per_keypoint", "count"} <= set(result)
+    assert 0 < result["ne"] < 100 and result["count"] > 0
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "--data-root", str(tmp_path), "--category", "all", "--out", str(tmp_path / "r"),
+                 "train.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean train.lr" in err
+    assert main(["evaluate", "--truth", str(tmp_path / "missing.csv"), "--pred", str(tmp_path / "p.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_summary_prints_params_and_gmacs(capsys):
+    assert main(["summary", "hourglass_small", "--input", "128x64", "--keypoints", "13"]) == 0
+    out = capsys.readouterr().out
+    assert "hourglass_small" in out and "parameters  0.54 M" in out and "GMACs" in out
+    assert main(["summary", "hourglass_small", "--input", "128x96"]) == 2
+    assert "must be positive multiples of its stride 64" in capsys.readouterr().err
