@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-category", type=int, default=120)
     p.add_argument("--budget", type=float, default=360.0, help="training seconds")
     p.set_defaults(func=cmd_demo)
+
+    from .cli_predict import register as register_predict
+    register_predict(sub)
     return parser
 
 

@@ -1,16 +1,55 @@
-"""Inference: heatmaps from a network, decoded and mapped back to original image pixels."""
+"""Inference: heatmaps from one or more networks, test-time augmentation, decoding back to
+original image pixels, and validated submissions.
+
+Decisions (documented once, here):
+
+* **Common heatmap frame.** Every network input is an axis-aligned resize of the same image
+  region (the whole image, or the cascade's crop box), and heatmaps keep the half-pixel
+  convention of :mod:`fashion_gluon.codec`. Heatmaps of any input size are therefore
+  brought *exactly* into one reference frame by a half-pixel bilinear resize (``cv2.resize``)
+  to the reference heatmap size: that of the first checkpoint serving the category, at
+  scale 1. Multi-scale test and ensembles of checkpoints (even with different input sizes)
+  both average heatmaps in that frame before decoding; no coordinate averaging is needed.
+* **Routing.** A category is served by every checkpoint of that category *and* every ``all``
+  checkpoint (its channels of the category are used); the ``all`` pseudo-category (all 24
+  keypoints of an image of unknown category) only by ``all`` checkpoints.
+* **Scales** multiply the trained input size; each side is rounded to a multiple of the
+  network stride (``net.stride``, else 32) and of the heatmap stride. Scale 1 is the trained size.
+* **Cascade** (the seed's two-pass crop): the box around a first-pass prediction extends
+  ±100 px in x and ±80 px in y *per 512 px* of image width / height (the seed's margins on its
+  512×512 images, scaled so any image size behaves alike), clipped to the image. The second
+  pass runs on the crop with the same flip / scales / checkpoints; its keypoints are final.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence, Union
 
+import cv2
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
 from .codec import HeatmapCodec
-from .data.transforms import inverse_transform_points
-from .keypoints import local_to_global
+from .data.annotations import Annotations, validate_submission, write_annotations, write_submission
+from .data.images import read_image
+from .data.transforms import (DEFAULT_MEAN, Normalize, Sample, Warp, crop,
+                              inverse_transform_points, resize)
+from .errors import FashionGluonError
+from .fileio import atomic_path
+from .keypoints import ALL, NUM_KEYPOINTS, category_indices, check_category, flip_permutation, local_to_global
+
+#: Seed's cascade margins (x, y) in pixels of a 512 × 512 image; scaled with the image size.
+CASCADE_MARGIN: tuple[float, float] = (100.0, 80.0)
+CASCADE_REFERENCE = 512.0
+DEFAULT_NET_STRIDE = 32
+
+ImageInput = Union[str, os.PathLike, np.ndarray]
 
 
 def final_heatmaps(outputs) -> mx.nd.NDArray:
@@ -29,6 +68,13 @@ def forward(net: gluon.Block, data: mx.nd.NDArray, flip_perm: "np.ndarray | None
     return heatmaps
 
 
+def forward_numpy(net: gluon.Block, data: mx.nd.NDArray, ctx: Sequence[mx.Context],
+                  flip_perm: "np.ndarray | None" = None) -> np.ndarray:
+    """:func:`forward` of a batch split over the contexts ``ctx``, as one numpy array."""
+    parts = gluon.utils.split_and_load(data, list(ctx), even_split=False)
+    return np.concatenate([forward(net, part, flip_perm).asnumpy() for part in parts])
+
+
 def predict_dataset(net: gluon.Block, dataset, codec: HeatmapCodec, ctx: Sequence[mx.Context],
                     batch_size: int = 16, flip: bool = False, num_workers: int = 0,
                     progress: bool = False) -> np.ndarray:
@@ -39,8 +85,322 @@ def predict_dataset(net: gluon.Block, dataset, codec: HeatmapCodec, ctx: Sequenc
     flip_perm = dataset.flip_perm if flip else None
     local = np.zeros((len(dataset), len(dataset.channels), 2))
     for data, matrices, rows in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        parts = gluon.utils.split_and_load(data, ctx, even_split=False)
-        heatmaps = np.concatenate([forward(net, part, flip_perm).asnumpy() for part in parts])
-        points, _ = codec.decode(heatmaps)
+        points, _ = codec.decode(forward_numpy(net, data, ctx, flip_perm))
         local[rows.asnumpy().astype(np.int64)] = inverse_transform_points(points, matrices.asnumpy())
     return local_to_global(dataset.category, local)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def scaled_size(size: tuple[int, int], scale: float, multiple: int) -> tuple[int, int]:
+    """``size`` (H, W) × ``scale``, each side rounded (half up) to a positive multiple of ``multiple``."""
+    if scale <= 0:
+        raise ValueError(f"scales must be positive, got {scale}")
+    return tuple(max(1, math.floor(side * scale / multiple + 0.5)) * multiple for side in size)
+
+
+def resize_heatmaps(heatmaps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Heatmaps (N, K, h, w) resized to ``size`` (H', W') with half-pixel bilinear
+    interpolation (cv2's convention, which keeps the codec's geometry exact); unchanged
+    when already of that size."""
+    n, k, h, w = heatmaps.shape
+    if (h, w) == tuple(size):
+        return heatmaps
+    planes = np.ascontiguousarray(heatmaps.reshape(n * k, h, w).transpose(1, 2, 0), dtype=np.float32)
+    chunks = [cv2.resize(chunk, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).reshape(size + (-1,))
+              for chunk in np.array_split(planes, range(512, n * k, 512), axis=2)]
+    return np.concatenate(chunks, axis=2).transpose(2, 0, 1).reshape(n, k, *size)
+
+
+def cascade_margins(image_sizes: np.ndarray) -> np.ndarray:
+    """Cascade margins (N, 2) as (x, y) pixels for images of ``image_sizes`` (N, 2) = (H, W):
+    :data:`CASCADE_MARGIN` per :data:`CASCADE_REFERENCE` pixels of width / height."""
+    sizes = np.asarray(image_sizes, dtype=np.float64).reshape(-1, 2)
+    return sizes[:, ::-1] * np.asarray(CASCADE_MARGIN) / CASCADE_REFERENCE
+
+
+def cascade_boxes(points: np.ndarray, image_sizes: np.ndarray, margins: np.ndarray) -> np.ndarray:
+    """Crop boxes (N, 4) int64 ``(x0, y0, x1, y1)`` (end exclusive) around each image's
+    ``points`` (N, K, 2) extended by ``margins`` (N, 2) or (2,) as (x, y), clipped to images of
+    ``image_sizes`` (N, 2) = (H, W). Every box holds at least one pixel."""
+    points = np.asarray(points, dtype=np.float64)
+    hw = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
+    limit = hw[:, ::-1] - 1  # largest pixel centre (x, y)
+    lo = np.clip(np.floor(points.min(axis=1) - margins), 0, limit)
+    hi = np.clip(np.ceil(points.max(axis=1) + margins), lo, limit)
+    return np.concatenate([lo, hi + 1], axis=1).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass
+class KeypointModel:
+    """A network ready for inference: it predicts the heatmaps of ``category``'s keypoints
+    for inputs of ``codec.input_size`` (normalized as in training: :func:`test_transform`'s defaults)."""
+
+    net: gluon.Block
+    category: str
+    codec: HeatmapCodec
+    name: str = "model"
+    config: "dict | None" = None
+
+    @classmethod
+    def from_run(cls, run_dir: "str | os.PathLike", ctx: Sequence[mx.Context]) -> "KeypointModel":
+        """The best weights of a training run directory."""
+        from .engine.evaluate import load_run
+        from .engine.train import build_codec
+        net, config, state = load_run(run_dir, ctx)
+        return cls(net, state["category"], build_codec(config), str(run_dir), config)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.codec.input_size
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides must be multiples of this: the network stride and the heatmap stride."""
+        return math.lcm(int(getattr(self.net, "stride", DEFAULT_NET_STRIDE)), self.codec.stride)
+
+    def serves(self, category: str) -> bool:
+        """Whether this model predicts ``category``'s keypoints (``all`` models serve every one)."""
+        return self.category == category or (self.category == ALL and category != ALL)
+
+    def channels(self, category: str) -> "list[int] | slice":
+        """This model's output channels holding ``category``'s keypoints, in its order."""
+        return slice(None) if self.category == category else list(category_indices(category))
+
+
+class _InferenceDataset(gluon.data.Dataset):
+    """Items ``(*inputs, reference matrix (3, 3), image size (H, W), index)``: the image (or its
+    ``boxes`` crop) resized to each of ``sizes`` and normalized, and the matrix from original
+    pixels to the ``reference`` input frame."""
+
+    def __init__(self, images: Sequence[ImageInput], sizes: Sequence[tuple[int, int]],
+                 reference: tuple[int, int], boxes: "np.ndarray | None"):
+        self.images, self.sizes, self.reference, self.boxes = list(images), list(sizes), reference, boxes
+        self.warp, self.normalize = Warp(DEFAULT_MEAN), Normalize()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _framed(self, index: int) -> tuple[np.ndarray, Sample]:
+        """The original image and its Sample framed on the crop box (if any), before resizing."""
+        image = load_image(self.images[index])
+        sample = Sample.from_image(image)
+        return image, sample if self.boxes is None else crop(sample, self.boxes[index])
+
+    def __getitem__(self, index: int):
+        image, sample = self._framed(index)
+        inputs = [self.normalize(self.warp(resize(sample, size))).image for size in self.sizes]
+        matrix = resize(sample, self.reference).matrix
+        return (*inputs, matrix, np.array(image.shape[:2], dtype=np.int64), index)
+
+
+def load_image(image: ImageInput) -> np.ndarray:
+    """An RGB uint8 image from a file path, or the array itself (checked)."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image arrays must be uint8 RGB (H, W, 3), got {image.dtype} {image.shape}")
+        return image
+    return read_image(image)
+
+
+def _as_contexts(ctx: "mx.Context | Sequence[mx.Context] | None") -> list[mx.Context]:
+    if ctx is None:
+        return [mx.cpu()]
+    return [ctx] if isinstance(ctx, mx.Context) else list(ctx)
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """Keypoints of any images in original pixels, from one or more checkpoints with flip,
+    multi-scale and two-pass cascade test-time augmentation (see the module docstring).
+
+    ``checkpoints``: run directories and/or :class:`KeypointModel` objects.
+    """
+
+    def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
+                 scales: Sequence[float] = (1.0,), cascade: bool = False,
+                 ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
+                 num_workers: int = 0, progress: bool = False):
+        self.ctx = _as_contexts(ctx)
+        if not checkpoints:
+            raise FashionGluonError("the predictor needs at least one checkpoint")
+        self.models = [c if isinstance(c, KeypointModel) else KeypointModel.from_run(c, self.ctx)
+                       for c in checkpoints]
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales or min(self.scales) <= 0:
+            raise FashionGluonError(f"scales must be positive numbers, got {tuple(scales)}")
+        self.flip, self.cascade = bool(flip), bool(cascade)
+        self.batch_size, self.num_workers, self.progress = int(batch_size), int(num_workers), progress
+
+    # -- routing
+
+    @property
+    def covered(self) -> list[str]:
+        """Categories the checkpoints were trained on (``all`` covers every category)."""
+        return sorted({m.category for m in self.models})
+
+    def models_for(self, category: str) -> list[KeypointModel]:
+        """The checkpoints that serve ``category``."""
+        return [m for m in self.models if m.serves(category)]
+
+    def check_routing(self, categories: Sequence[str]) -> None:
+        """Raise one FashionGluonError listing every category of ``categories`` with no model."""
+        names, counts = np.unique(np.asarray(categories, dtype=object).astype(str), return_counts=True)
+        for name in names:
+            check_category(name)
+        missing = [f"{name!r} ({count} image{'s' * (count > 1)})"
+                   for name, count in zip(names, counts) if not self.models_for(name)]
+        if missing:
+            raise FashionGluonError(
+                f"no model for category {', '.join(missing)}; the checkpoints cover: {', '.join(self.covered)} "
+                f"(pass a checkpoint of each category, or one trained on 'all')")
+
+    def default_category(self) -> str:
+        """The category of images given without one: ``all`` with an ``all`` checkpoint, else
+        the single category the checkpoints cover."""
+        covered = self.covered
+        if ALL in covered:
+            return ALL
+        if len(covered) == 1:
+            return covered[0]
+        raise FashionGluonError(f"the checkpoints cover several categories ({', '.join(covered)}): "
+                                f"pass each image's category")
+
+    # -- prediction
+
+    def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None
+                ) -> np.ndarray:
+        """Keypoints (N, 24, 2) in original image pixels of ``images`` (paths or uint8 RGB
+        arrays); −1 for keypoints outside each image's category. ``categories``: one per image,
+        one for all, or None (:meth:`default_category`); ``all`` predicts all 24 keypoints."""
+        images = list(images)
+        if categories is None or isinstance(categories, str):
+            categories = [categories or self.default_category()] * len(images)
+        if len(categories) != len(images):
+            raise ValueError(f"got {len(categories)} categories for {len(images)} images")
+        self.check_routing(categories)
+        categories = np.asarray(categories, dtype=object)
+        out = np.full((len(images), NUM_KEYPOINTS, 2), -1.0)
+        for category in dict.fromkeys(categories):
+            rows = np.flatnonzero(categories == category)
+            out[rows] = local_to_global(category, self._predict_category([images[r] for r in rows], category))
+        return out
+
+    def predict_split(self, data_root: "str | os.PathLike", split: str = "test") -> tuple[Annotations, np.ndarray]:
+        """(rows of ``split`` of a FashionAI layout, their predicted keypoints (N, 24, 2)). The
+        ``val`` split is the one the first checkpoint was validated on (its config's
+        ``val_fraction`` and ``split_seed``)."""
+        from .data.dataset import load_split
+        data = (self.models[0].config or {}).get("data", {})
+        rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0))
+        return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
+
+    def heatmaps(self, image: ImageInput, category: "str | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        """(averaged heatmaps (K, h, w) of ``category``'s keypoints, the RGB input frame
+        (H, W, 3) they cover) of one image, as used for its final keypoints (the second pass
+        with ``cascade``)."""
+        category = category or self.default_category()
+        self.check_routing([category])
+        models = self.models_for(category)
+        boxes = self._cascade_boxes([image], category, models) if self.cascade else None
+        heatmaps, matrices, _, _ = next(self._heatmap_batches([image], category, models, boxes))
+        (height, width), matrix = models[0].input_size, matrices[0]
+        frame = cv2.warpAffine(load_image(image), matrix[:2], (width, height), flags=cv2.INTER_LINEAR)
+        return heatmaps[0], frame
+
+    def _predict_category(self, images: list, category: str) -> np.ndarray:
+        """Keypoints (N, K_category, 2) in original pixels of images of one category."""
+        models = self.models_for(category)
+        boxes = self._cascade_boxes(images, category, models) if self.cascade else None
+        return self._predict_pass(images, category, models, boxes)[0]
+
+    def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel]) -> np.ndarray:
+        """The second-pass crop boxes (N, 4) from a first pass over the whole images."""
+        points, sizes = self._predict_pass(images, category, models, None)
+        return cascade_boxes(points, sizes, cascade_margins(sizes))
+
+    def _predict_pass(self, images: list, category: str, models: list[KeypointModel],
+                      boxes: "np.ndarray | None") -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints (N, K, 2) in original pixels, image sizes (N, 2) as (H, W)) of one pass."""
+        points = np.zeros((len(images), len(category_indices(category)), 2))
+        sizes = np.zeros((len(images), 2), dtype=np.int64)
+        codec = models[0].codec
+        for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):
+            decoded, _ = codec.decode(heatmaps)
+            points[rows] = inverse_transform_points(decoded, matrices)
+            sizes[rows] = image_sizes
+        return points, sizes
+
+    def _heatmap_batches(self, images: list, category: str, models: list[KeypointModel],
+                         boxes: "np.ndarray | None") -> Iterator[tuple[np.ndarray, ...]]:
+        """Per batch: (heatmaps (B, K, h, w) averaged over checkpoints × scales (× flip) in the
+        reference frame, matrices (B, 3, 3) original → reference input, image sizes (B, 2), rows)."""
+        reference = models[0]
+        runs = [(model, scaled_size(model.input_size, scale, model.size_multiple))
+                for model in models for scale in self.scales]
+        sizes = list(dict.fromkeys(size for _, size in runs))
+        dataset = _InferenceDataset(images, sizes, reference.input_size, boxes)
+        loader = gluon.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
+                                       num_workers=self.num_workers, last_batch="keep")
+        for *inputs, matrices, image_sizes, rows in tqdm(loader, desc=f"predict {category}", leave=False,
+                                                         disable=not self.progress):
+            total = sum(self._run(model, inputs[sizes.index(size)], category, reference.codec.heatmap_size)
+                        for model, size in runs)
+            yield (total / len(runs), matrices.asnumpy(), image_sizes.asnumpy(),
+                   rows.asnumpy().astype(np.int64))
+
+    def _run(self, model: KeypointModel, data: mx.nd.NDArray, category: str,
+             heatmap_size: tuple[int, int]) -> np.ndarray:
+        """One checkpoint's heatmaps (B, K, h, w) of ``category`` for ``data``, in the reference frame."""
+        flip_perm = flip_permutation(model.category) if self.flip else None
+        heatmaps = forward_numpy(model.net, data, self.ctx, flip_perm)[:, model.channels(category)]
+        return resize_heatmaps(heatmaps, heatmap_size)
+
+
+# ----------------------------------------------------------------------------- submissions
+
+
+def save_submission(path: "str | os.PathLike", rows: Annotations, keypoints: np.ndarray,
+                    test_csv: "str | os.PathLike | None" = None,
+                    image_root: "str | os.PathLike | None" = None) -> None:
+    """Write the predicted ``keypoints`` (N, 24, 2) of ``rows`` as a submission at ``path`` only
+    if it passes :func:`validate_submission` against ``test_csv`` (default: ``rows`` as a test
+    list) and, with ``image_root``, the image sizes; otherwise raise a FashionGluonError listing
+    the problems, leaving ``path`` untouched."""
+    with atomic_path(path) as tmp:
+        try:
+            write_submission(tmp, rows.image_ids, rows.categories, keypoints)
+        except ValueError as error:
+            raise FashionGluonError(f"refusing to write {path}: {error}") from None
+        problems = [p.replace(str(tmp), str(path)) for p in _validate(tmp, rows, test_csv, image_root)]
+        if problems:
+            raise FashionGluonError(problem_list(f"refusing to write {path}", problems))
+
+
+def _validate(submission: Path, rows: Annotations, test_csv: "str | os.PathLike | None",
+              image_root: "str | os.PathLike | None") -> list[str]:
+    """:func:`validate_submission` of ``submission`` against ``test_csv``, or against ``rows``
+    written as a temporary test list."""
+    if test_csv is not None:
+        return validate_submission(test_csv, submission, image_root)
+    with tempfile.TemporaryDirectory() as folder:
+        test_list = Path(folder) / "test.csv"
+        write_annotations(test_list, Annotations(rows.image_ids, rows.categories))
+        return validate_submission(test_list, submission, image_root)
+
+
+def problem_list(title: str, problems: Sequence[str], shown: int = 20) -> str:
+    """``title``, the number of problems and the first ``shown`` of them, one per line."""
+    more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{title}: {len(problems)} problem(s):\n" + "\n".join(problems[:shown]) + more
+
+
+__all__ = ["Predictor", "KeypointModel", "forward", "forward_numpy", "final_heatmaps", "predict_dataset",
+           "scaled_size", "resize_heatmaps", "cascade_boxes", "cascade_margins", "save_submission",
+           "problem_list", "load_image", "CASCADE_MARGIN"]

@@ -1,4 +1,9 @@
-"""Learning-rate schedules built from gluoncv's schedulers (not hand-written)."""
+"""Learning-rate schedules built from gluoncv's schedulers (not hand-written).
+
+MXNet numbers optimizer updates from 1, so every schedule starts with one unused
+iteration: update ``k`` gets the lr of schedule step ``k - 1``, and a cycle's last
+update really runs at the cycle's last lr.
+"""
 from __future__ import annotations
 
 from gluoncv.utils.lr_scheduler import LRScheduler, LRSequential
@@ -6,17 +11,30 @@ from gluoncv.utils.lr_scheduler import LRScheduler, LRSequential
 from ..errors import ConfigError
 
 
+def _segment(mode: str, base_lr: float, target_lr: float, niters: int) -> LRScheduler:
+    """A ``linear``/``cosine``/``constant`` piece; one of fewer than two iterations is
+    constant at ``target_lr`` (gluoncv divides by ``niters - 1``)."""
+    if niters < 2:
+        return LRScheduler("constant", base_lr=target_lr, niters=niters)
+    return LRScheduler(mode, base_lr=base_lr, target_lr=target_lr, niters=niters)
+
+
+def _sequence(parts: list[LRScheduler]) -> LRSequential:
+    """``parts`` after one leading iteration (update 0 never happens)."""
+    return LRSequential([LRScheduler("constant", base_lr=parts[0].base_lr, niters=1)] + parts)
+
+
 def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
     """Linear warm-up from ``warmup_lr`` over ``warmup_steps`` iterations, then the
     ``step`` (piecewise constant: ``lr * lr_factors[i]`` from epoch ``lr_steps[i]``)
-    or ``cosine`` (to 0 at the last epoch) schedule of the ``train`` config section."""
+    or ``cosine`` (to 0 at the last update) schedule of the ``train`` config section."""
     lr, epochs, warmup = float(train["lr"]), int(train["epochs"]), int(train["warmup_steps"])
     total = epochs * iters_per_epoch
     warmup = min(warmup, max(total - 1, 0))
-    parts = [LRScheduler("linear", base_lr=float(train["warmup_lr"]), target_lr=lr, niters=warmup)]
+    parts = [_segment("linear", float(train["warmup_lr"]), lr, warmup)]
     remaining = total - warmup
     if train["lr_schedule"] == "cosine":
-        parts.append(LRScheduler("cosine", base_lr=lr, target_lr=0.0, niters=remaining))
+        parts.append(_segment("cosine", lr, 0.0, remaining))
     elif train["lr_schedule"] == "step":
         steps, factors = list(train["lr_steps"]), list(train["lr_factors"])
         if len(steps) != len(factors):
@@ -27,10 +45,9 @@ def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
             parts.append(LRScheduler("constant", base_lr=level, niters=end - start))
     else:
         raise ConfigError(f"train.lr_schedule must be 'step' or 'cosine', got {train['lr_schedule']!r}")
-    return LRSequential(parts)
+    return _sequence(parts)
 
 
 def swa_schedule(cycles: int, cycle_iters: int, lr_max: float, lr_min: float) -> LRSequential:
     """``cycles`` cycles in which the lr falls linearly from ``lr_max`` to ``lr_min``."""
-    return LRSequential([LRScheduler("linear", base_lr=lr_max, target_lr=lr_min, niters=cycle_iters)
-                         for _ in range(cycles)])
+    return _sequence([_segment("linear", lr_max, lr_min, cycle_iters) for _ in range(cycles)])

@@ -1,0 +1,125 @@
+"""The prediction commands of ``fashion-gluon``: ``predict``, ``ensemble``,
+``validate-submission`` and ``show``. :func:`register` adds them to the CLI's subparsers;
+heavy modules are imported inside each command."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .errors import FashionGluonError
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """``'0.75,1,1.25'`` → (0.75, 1.0, 1.25); every scale positive."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales must be comma-separated numbers, got {text!r}") from None
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return values
+
+
+def _ctx(text: str):
+    from .engine.train import parse_ctx
+    return parse_ctx(text)
+
+
+def _data_root(args) -> str:
+    """``--data-root``, else the data the first checkpoint was trained on."""
+    if args.data_root:
+        return args.data_root
+    from .engine.checkpoint import load_state
+    return load_state(args.checkpoint[0])["data_root"]
+
+
+def cmd_predict(args) -> None:
+    from .data.dataset import layout_paths
+    from .metrics import format_table, normalized_error
+    from .predict import Predictor, save_submission
+    data_root = _data_root(args)
+    predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
+                          ctx=_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True)
+    tic = time.perf_counter()
+    rows, keypoints = predictor.predict_split(data_root, args.split)
+    seconds = time.perf_counter() - tic
+    test_csv, folder = layout_paths(data_root, args.split)
+    save_submission(args.out, rows, keypoints, test_csv if args.split == "test" else None, folder)
+    report = {"out": str(args.out), "images": len(rows), "seconds": seconds, "seconds_per_image": seconds / len(rows)}
+    if rows.keypoints is not None:
+        result = normalized_error(keypoints, rows.keypoints, rows.categories)
+        report["ne"] = result["ne"]
+        if not args.json:
+            print(format_table(result))
+    print(json.dumps(report))
+
+
+def cmd_ensemble(args) -> None:
+    from .ensemble import write_ensemble
+    rows = write_ensemble(args.submissions, args.out, args.weights)
+    print(json.dumps({"out": str(args.out), "images": len(rows), "submissions": len(args.submissions)}))
+
+
+def cmd_validate(args) -> None:
+    from .data.annotations import validate_submission
+    image_root = None if args.no_image_check else (args.image_root or Path(args.test).parent)
+    problems = validate_submission(args.test, args.submission, image_root)
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise FashionGluonError(f"{args.submission} has {len(problems)} problem(s) (listed above)")
+    print(f"{args.submission}: valid")
+
+
+def cmd_show(args) -> None:
+    from .inspect import show
+    written = show(args.pred, args.data_root, args.out, args.truth, args.worst, args.limit,
+                   args.checkpoint or (), args.image, not args.no_flip, _ctx(args.ctx))
+    print(json.dumps({name: str(path) for name, path in written.items()}, indent=1))
+
+
+def register(sub) -> None:
+    """Add ``predict``, ``ensemble``, ``validate-submission`` and ``show`` to ``sub``
+    (the ``add_subparsers`` object of the ``fashion-gluon`` parser)."""
+    p = sub.add_parser("predict", help="predict a split into a validated submission CSV")
+    p.add_argument("--checkpoint", action="append", required=True, metavar="RUN_DIR",
+                   help="a run directory; repeat for per-category models or an ensemble")
+    p.add_argument("--data-root", help="FashionAI layout root (default: the first run's)")
+    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--scales", type=_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
+    p.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
+    p.add_argument("--json", action="store_true", help="print only the JSON summary")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ensemble", help="average the coordinates of finished submission CSVs")
+    p.add_argument("submissions", nargs="+", metavar="CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights", type=float, nargs="+", help="one per CSV (normalized)")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("validate-submission", help="check a submission against test.csv; exit 0 when valid")
+    p.add_argument("--test", required=True, help="the test list (test/test.csv)")
+    p.add_argument("--submission", required=True)
+    p.add_argument("--image-root", help="folder of the test images (default: the test list's folder)")
+    p.add_argument("--no-image-check", action="store_true", help="skip the inside-the-image check")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show", help="pictures of a prediction: overlays, worst images, NE chart, heatmaps")
+    p.add_argument("--pred", required=True, help="prediction / submission CSV")
+    p.add_argument("--truth", help="ground-truth CSV (train.csv layout)")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--worst", type=int, default=8, help="images in the worst-NE gallery")
+    p.add_argument("--limit", type=int, default=16, help="images in the overlay gallery")
+    p.add_argument("--checkpoint", action="append", metavar="RUN_DIR", help="for the heatmap montage")
+    p.add_argument("--image", help="image_id of the heatmap montage (default: the worst, else the first)")
+    p.add_argument("--no-flip", action="store_true", help="heatmaps without the flip test")
+    p.add_argument("--ctx", default="cpu")
+    p.set_defaults(func=cmd_show)
