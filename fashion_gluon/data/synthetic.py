@@ -3,8 +3,8 @@
 Every garment is *built from its keypoints*: a canonical template of the
 category is sampled (neckline, shoulders, armpits, cuffs, hems, waistband,
 crotch, ...) with random sleeve/leg angles, lengths, widths and independent
-left/right jitter, then moved by a random similarity transform (size 0.45-0.95
-of the shorter image side, rotation within ±25°, translation) and drawn as
+left/right jitter, then moved by a random similarity transform (size 0.65-0.95
+of the shorter image side, rotation within ±10°, centred with jitter as in product photos) and drawn as
 filled polygons (body, sleeves, legs) whose corners *are* the keypoints, over
 a cluttered background, with a textured fabric, seams, sometimes a wearer
 (skin, a second garment), an occluder, uneven lighting, blur and noise.
@@ -54,9 +54,9 @@ from .annotations import Annotations, write_annotations
 KP = {name: index for index, name in enumerate(KEYPOINT_NAMES)}
 LEFT, RIGHT = -1, 1  # sign of x of a side in the canonical pose (left = image left)
 
-SCALE_RANGE = (0.55, 0.95)      # garment extent / shorter image side
-MAX_ROTATION_DEG = 15.0
-POSITION_JITTER = 0.5           # share of the free room around the centre the garment may move
+SCALE_RANGE = (0.65, 0.95)      # garment extent / shorter image side
+MAX_ROTATION_DEG = 10.0
+POSITION_JITTER = 0.35          # share of the free room around the centre the garment may move
 CUT_PROBABILITY = 0.3           # chance to push the garment partly out of the frame
 OCCLUDE_PROBABILITY = 0.6       # chance of an occluder over a keypoint
 WEARER_PROBABILITY = 0.5        # chance to draw skin (arms, neck, legs) and a companion garment
