@@ -2,7 +2,6 @@
 predict the test split → validated submission, pictures and the NE table. No network needed."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -11,11 +10,12 @@ import mxnet as mx
 import numpy as np
 
 from .config import load_config
-from .data.annotations import read_annotations, validate_submission, write_submission
+from .data.annotations import validate_submission, write_submission
 from .data.dataset import FashionAIDataset
 from .data.images import read_image
 from .data.synthetic import generate_dataset
 from .data.transforms import test_transform
+from .engine.checkpoint import write_json
 from .engine.evaluate import load_run
 from .engine.swa import run_swa
 from .engine.train import build_codec, build_loss, build_model, fit
@@ -29,7 +29,8 @@ DEMO_OVERRIDES = [
     "model.name=cpn_resnet18", "model.kwargs.channels=64", "data.input_size=[128,128]",
     "data.sigma=2.0", "data.num_workers=1", "loss.fg_weight=10", "train.optimizer=adam",
     "train.lr=1e-3", "train.wd=0", "train.lr_schedule=cosine", "train.warmup_steps=20",
-    "train.warmup_lr=1e-4", "train.batch_size=16", "swa.cycles=2", "swa.cycle_epochs=1",
+    "train.warmup_lr=1e-4", "train.batch_size=8", "data.rotate_p=0.2", "data.crop_area=[0.7,1.0]",
+    "swa.cycles=2", "swa.cycle_epochs=1",
     "swa.lr_max=1e-4", "swa.lr_min=1e-5",
 ]
 
@@ -116,7 +117,7 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 120, budget_s:
         "val_ne_swa_without_bn_recalibration": swa["val_ne_averaged"],
         "test_ne_flip": test_result["ne"], "submission": str(submission), "model": str(final_dir),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary)
     print("[6/6] done\n")
     print(format_table(test_result))
     print(f"\nval NE before SWA {swa['val_ne_before']:.2f} %, after SWA {swa['val_ne_after']:.2f} %; "
