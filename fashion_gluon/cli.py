@@ -176,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from .cli_predict import register as register_predict
+    from .cli_scale import register as register_scale
     register_predict(sub)
+    register_scale(sub)
     return parser
 
 

@@ -34,11 +34,19 @@ def _namespace(x) -> "type(mx.nd) | type(mx.sym)":
 
 def keypoint_mse(F, pred, target, weight, fg_weight: float = 0.0):
     """Weighted per-keypoint losses (N, K): pixel mean of ``(pred - target)²``
-    (times ``1 + fg_weight * target`` per pixel when ``fg_weight`` > 0), times ``weight``."""
+    (times ``1 + fg_weight * target`` per pixel when ``fg_weight`` > 0), times ``weight``.
+    ``target`` may carry extra unit axes, e.g. (N, 1, K, h, w)."""
+    target = F.reshape_like(target, pred)
     squared = F.square(pred - target)
     if fg_weight:
         squared = squared * (1.0 + fg_weight * target)
     return F.mean(squared, axis=(2, 3)) * weight
+
+
+def _check_fg_weight(fg_weight: float) -> float:
+    if fg_weight < 0:
+        raise ValueError(f"fg_weight must be >= 0, got {fg_weight}")
+    return float(fg_weight)
 
 
 def _check_top_k(top_k: "int | None") -> "int | None":
@@ -57,9 +65,7 @@ class MaskedMSELoss(gluon.HybridBlock):
 
     def __init__(self, fg_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if fg_weight < 0:
-            raise ValueError(f"fg_weight must be >= 0, got {fg_weight}")
-        self.fg_weight = float(fg_weight)
+        self.fg_weight = _check_fg_weight(fg_weight)
 
     def per_keypoint(self, pred, target, weight):
         """Weighted per-sample, per-keypoint losses (N, K)."""
@@ -78,16 +84,14 @@ class OHKMLoss(gluon.HybridBlock):
 
     def __init__(self, top_k: "int | None" = None, fg_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.top_k = _check_top_k(top_k)
-        with self.name_scope():
-            self.mse = MaskedMSELoss(fg_weight)
+        self.top_k, self.fg_weight = _check_top_k(top_k), _check_fg_weight(fg_weight)
 
     def per_sample(self, pred, target, weight):
         """Mean of each sample's hardest counted keypoint losses (N,)."""
         return self._per_sample(_namespace(pred), pred, target, weight)
 
     def _per_sample(self, F, pred, target, weight):
-        losses = keypoint_mse(F, pred, target, weight, self.mse.fg_weight)
+        losses = keypoint_mse(F, pred, target, weight, self.fg_weight)
         # rank 0 = largest loss; ranks carry no gradient, the selected losses do
         ranks = F.BlockGrad(F.argsort(F.argsort(-losses, axis=1), axis=1))
         if self.top_k is None:
@@ -167,7 +171,6 @@ class HourglassLoss(gluon.HybridBlock):
     def parts(self, outputs, target, weight) -> tuple:
         """``(sum over the intermediate stacks, last stack)``, each (1,)."""
         outputs = _as_tuple(outputs)
-        target = _namespace(target).reshape_like(target, outputs[-1])
         last = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], target, weight)
         intermediate = _namespace(last).zeros_like(last)
         for out in outputs[:-1]:

@@ -8,6 +8,7 @@ import pytest
 from mxnet import gluon
 
 from fashion_gluon.config import load_config
+from fashion_gluon.engine import train as train_module
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.engine.checkpoint import load_state
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
@@ -65,17 +66,34 @@ def test_resume_gives_identical_parameters(data_root, trained, tmp_path):
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
 
 
-def test_divergence_stops_and_keeps_last_good_checkpoint(data_root, trained, tmp_path):
+def test_divergence_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
     out = tmp_path / "diverged"
     fit(data_root, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
     before = (out / "last.json").read_text()
     saved = params_of(out / "epoch-0001.params")
-    bad = load_config(overrides=TINY + ["train.optimizer=sgd", "train.lr=1e30", "train.warmup_steps=0"])
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+; .*last good checkpoint"):
-        fit(data_root, "all", out, bad, progress=False)
+    real_build_loss = train_module.build_loss
+
+    def exploding_loss(config):  # the third step of the resumed epoch produces NaN
+        loss, calls = real_build_loss(config), []
+
+        def call(*args):
+            calls.append(1)
+            return loss(*args) * (float("nan") if len(calls) == 3 else 1.0)
+        return call
+
+    monkeypatch.setattr(train_module, "build_loss", exploding_loss)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 3; .*last good checkpoint"):
+        fit(data_root, "all", out, resume=True, progress=False)
     assert (out / "last.json").read_text() == before
     for name, value in params_of(out / "epoch-0001.params").items():
         np.testing.assert_array_equal(value, saved[name])
+
+
+def test_real_divergence_is_caught(data_root, tmp_path):
+    bad = load_config(overrides=TINY + ["train.optimizer=sgd", "train.lr=1e30", "train.warmup_steps=0"])
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+"):
+        fit(data_root, "all", tmp_path / "run", bad, progress=False)
+    assert not (tmp_path / "run" / "last.json").exists()
 
 
 def test_resume_with_other_model_is_refused(data_root, trained):
@@ -172,6 +190,13 @@ def test_category_without_rows(data_root, tmp_path):
         "\n".join([lines[0]] + [l for l in lines[1:] if ",skirt," not in l]) + "\n")
     with pytest.raises(DataError, match="no train rows of category 'skirt'"):
         fit(root, "skirt", tmp_path / "out", load_config(overrides=TINY), progress=False)
+
+
+def test_existing_run_is_not_overwritten_without_resume(data_root, trained):
+    before = (trained / "last.json").read_text()
+    with pytest.raises(FashionGluonError, match=r"already holds a run; resume it"):
+        fit(data_root, "all", trained, load_config(overrides=TINY), progress=False)
+    assert (trained / "last.json").read_text() == before
 
 
 def test_unwritable_out_dir_fails_before_training(data_root, tmp_path):

@@ -43,9 +43,10 @@ def test_per_keypoint_weighted_losses_by_hand():
     np.testing.assert_allclose(got.asnumpy(), [[0.25, 1, 0], [1, 0.0625, 2.25]])
 
 
+@pytest.mark.parametrize("target", [TARGET, TARGET[:, None]], ids=["NKhw", "N1Khw"])
 @pytest.mark.parametrize("hybridize", [False, True])
-def test_masked_mse_is_weighted_mean_over_counted_keypoints(hybridize):
-    assert run(MaskedMSELoss(), PRED, TARGET, WEIGHT, hybridize=hybridize) == pytest.approx(4.5625 / 5)
+def test_masked_mse_is_weighted_mean_over_counted_keypoints(target, hybridize):
+    assert run(MaskedMSELoss(), PRED, target, WEIGHT, hybridize=hybridize) == pytest.approx(4.5625 / 5)
 
 
 @pytest.mark.parametrize("hybridize", [False, True])

@@ -1,4 +1,5 @@
-"""``FashionAIDataset``: a FashionAI-layout folder as a ``gluon.data.Dataset``.
+"""``FashionAIDataset``: a FashionAI-layout folder as a ``gluon.data.Dataset`` (and
+:class:`KeypointDataset`, its base, shared with the RecordIO dataset).
 
 Splits: ``train`` and ``val`` are drawn from ``train/Annotations/train.csv``
 (``val`` = a per-category share chosen by ``split_seed``); ``test`` is
@@ -85,17 +86,14 @@ def load_split(root: "str | os.PathLike", split: str, category: str = ALL,
     return annotations, folder
 
 
-class FashionAIDataset(gluon.data.Dataset):
-    """Images and keypoints of one split and category (``all`` = 24-keypoint joint model)."""
+class KeypointDataset(gluon.data.Dataset):
+    """Rows of ``annotations`` as items (see the module docstring); subclasses say where each
+    row's image comes from (:meth:`load_image`). ``category`` (``all`` = the 24-keypoint joint
+    model) sets the keypoint channels."""
 
-    def __init__(self, root: "str | os.PathLike", category: str = ALL, split: str = "train",
-                 transform=None, codec: "HeatmapCodec | None" = None, val_fraction: float = 0.1,
-                 split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error"):
-        self.annotations, self.folder = load_split(root, split, category, val_fraction, split_seed)
-        if check:
-            kept, _ = check_images(self.annotations, self.folder, on_error=on_bad_image)
-            self.annotations = self.annotations.subset(kept)
-        self.category, self.split = category, split
+    def __init__(self, annotations: Annotations, category: str = ALL, transform=None,
+                 codec: "HeatmapCodec | None" = None, seed: int = 0):
+        self.annotations, self.category = annotations, category
         self.channels = list(category_indices(category))
         self.flip_perm = flip_permutation(category)
         self.transform, self.codec, self.seed = transform, codec, seed
@@ -103,13 +101,13 @@ class FashionAIDataset(gluon.data.Dataset):
     def __len__(self) -> int:
         return len(self.annotations)
 
-    def image_path(self, row: int) -> Path:
-        return self.folder / self.annotations.image_ids[row]
+    def load_image(self, row: int) -> np.ndarray:
+        """The uint8 RGB image (H, W, 3) of ``row``."""
+        raise NotImplementedError
 
     def sample(self, row: int) -> Sample:
         """The untransformed Sample of ``row`` (keypoints in this dataset's channel order)."""
-        image = read_image(self.image_path(row))
-        keypoints = None
+        image = self.load_image(row)
         if self.annotations.keypoints is not None:
             keypoints = self.annotations.keypoints[row, self.channels]
         else:
@@ -126,6 +124,26 @@ class FashionAIDataset(gluon.data.Dataset):
             return sample.image, sample.matrix.astype(np.float32), row
         targets, weights = self.codec.encode(sample.keypoints, sample.weights)
         return sample.image, targets, weights
+
+
+class FashionAIDataset(KeypointDataset):
+    """Images and keypoints of one split and category of a FashionAI-layout folder."""
+
+    def __init__(self, root: "str | os.PathLike", category: str = ALL, split: str = "train",
+                 transform=None, codec: "HeatmapCodec | None" = None, val_fraction: float = 0.1,
+                 split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error"):
+        annotations, self.folder = load_split(root, split, category, val_fraction, split_seed)
+        if check:
+            kept, _ = check_images(annotations, self.folder, on_error=on_bad_image)
+            annotations = annotations.subset(kept)
+        super().__init__(annotations, category, transform, codec, seed)
+        self.split = split
+
+    def image_path(self, row: int) -> Path:
+        return self.folder / self.annotations.image_ids[row]
+
+    def load_image(self, row: int) -> np.ndarray:
+        return read_image(self.image_path(row))
 
 
 class EpochSampler(gluon.data.Sampler):

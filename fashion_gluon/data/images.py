@@ -69,9 +69,29 @@ def read_image(path: "str | os.PathLike") -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         raise _file_error(path) from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    image = _imdecode(data)
     if image is None:
         raise _file_error(path)
+    return _to_rgb(image, path)
+
+
+def decode_image(data: "bytes | np.ndarray", source: "str | os.PathLike") -> np.ndarray:
+    """Decode the encoded image file content ``data`` exactly as :func:`read_image` decodes a
+    file; ``source`` names it in the DataError raised for undecodable bytes."""
+    image = _imdecode(np.frombuffer(data, dtype=np.uint8))
+    if image is None:
+        raise DataError("cannot decode the image (corrupt, truncated or unsupported format)", source)
+    return _to_rgb(image, source)
+
+
+def _imdecode(buffer: np.ndarray) -> "np.ndarray | None":
+    """``cv2.imdecode`` of the bytes ``buffer`` as stored (any depth and channels); None if
+    empty or undecodable."""
+    return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+
+
+def _to_rgb(image: np.ndarray, path: "str | os.PathLike") -> np.ndarray:
+    """A decoded OpenCV image (gray, BGR or BGRA; 8 or 16 bit) as uint8 RGB (H, W, 3)."""
     image = _to_uint8(image, path)
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
@@ -169,4 +189,4 @@ def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
     return kept, sizes[kept]
 
 
-__all__ = ["read_image", "image_size", "outside_image", "check_images"]
+__all__ = ["read_image", "decode_image", "image_size", "outside_image", "check_images"]

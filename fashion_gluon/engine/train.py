@@ -6,7 +6,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import mxnet as mx
 import numpy as np
@@ -17,6 +17,7 @@ from ..codec import HeatmapCodec
 from ..config import load_config
 from ..data.dataset import EpochSampler, FashionAIDataset
 from ..data.transforms import test_transform, train_transform
+from ..distributed import exit_on_failure
 from ..errors import FashionGluonError
 from ..keypoints import num_keypoints
 from ..losses import loss_for_model
@@ -112,15 +113,86 @@ def build_loader(train_set: FashionAIDataset, config: dict, part_index: int = 0,
 
 
 def build_trainer(net, tcfg: dict, schedule, kvstore="device") -> gluon.Trainer:
-    """A gluon Trainer with the ``train`` section's optimizer and lr ``schedule``."""
-    params = {"wd": float(tcfg["wd"]), "lr_scheduler": schedule}
+    """A gluon Trainer with the ``train`` section's optimizer and lr ``schedule``.
+
+    With a distributed ``kvstore`` the servers only sum the workers' gradients and every
+    worker applies the same update itself (``update_on_kvstore=False``): the optimizer
+    states then live on the workers, so ``save_states`` works and ``learning_rate`` is
+    the scheduled one."""
+    params = {"wd": float(tcfg["wd"]), "lr_scheduler": schedule, "learning_rate": schedule.base_lr}
     if tcfg["optimizer"] == "sgd":
         params["momentum"] = float(tcfg["momentum"])
     elif tcfg["optimizer"] != "adam":
         raise FashionGluonError(f"train.optimizer must be sgd or adam, got {tcfg['optimizer']!r}")
     if tcfg["clip_gradient"]:
         params["clip_gradient"] = float(tcfg["clip_gradient"])
-    return gluon.Trainer(net.collect_params(), tcfg["optimizer"], params, kvstore=kvstore)
+    distributed = "dist" in getattr(kvstore, "type", str(kvstore))
+    trainer = gluon.Trainer(net.collect_params(), tcfg["optimizer"], params, kvstore=kvstore,
+                            update_on_kvstore=False if distributed else None)
+    if distributed:
+        _start_kvstore(trainer)
+    return trainer
+
+
+def _start_kvstore(trainer: gluon.Trainer) -> None:
+    """Put rank 0's initial weights on a distributed Trainer's servers and into every worker,
+    and wait for both. gluon would do this lazily inside the first ``step`` with a ``broadcast``
+    per parameter that waits for neither, and both races were seen with mxnet 1.9.1: a worker's
+    pull reaching a server before rank 0's initial push ("init N first" abort, CPN, most runs),
+    and, with ``update_on_kvstore=False``, a weight pull answered after the first gradients were
+    summed on the server, so that worker took the gradient sum for its weights (2 of 8 runs of
+    the 2-worker test). The parameters must be initialized (run one forward pass first)."""
+    trainer._init_kvstore()
+    kvstore, params = trainer._kvstore, trainer._params_to_init
+    deferred = [p.name for p in params if p._deferred_init]
+    if deferred:
+        raise FashionGluonError(f"distributed training needs every parameter's shape before the Trainer "
+                                f"starts (run one forward pass first); still deferred: {', '.join(deferred[:3])}")
+    keys = [trainer._param2idx[p.name] for p in params]
+    # plain copies: an inference forward may have left weights in oneDNN's layout, which cannot be sent
+    init_keys(kvstore, keys, [mx.nd.array(p.list_data()[0].asnumpy(), dtype=p.dtype) for p in params])
+    for key, param in zip(keys, params):
+        kvstore.pull(key, param.list_data(), priority=-key)
+    mx.nd.waitall()
+    trainer._params_to_init = []
+
+
+def init_keys(kvstore, keys: list, values: list) -> None:
+    """``kvstore.init`` (rank 0's values count) that returns only once the servers hold the
+    values, on every worker: else another worker's first pull or push can reach a server first."""
+    kvstore.init(keys, values)
+    mx.nd.waitall()  # rank 0: its initial values have reached the servers
+    kvstore._barrier()
+
+
+def scale_for_workers(tcfg: dict, num_workers: int) -> dict:
+    """The ``train`` section with ``lr`` and ``warmup_lr`` multiplied by ``num_workers``: the
+    linear scaling rule for a global batch of ``num_workers × batch_size``."""
+    return dict(tcfg, lr=float(tcfg["lr"]) * num_workers, warmup_lr=float(tcfg["warmup_lr"]) * num_workers)
+
+
+#: kvstore key of the workers' time-budget vote (far from the Trainer's parameter keys 0, 1, ...).
+STOP_KEY = 1 << 30
+
+
+class TimeBudget:
+    """``budget()`` is True once ``deadline`` (a ``time.time()`` value) has passed; with a
+    distributed ``kvstore``, once it has passed for ANY worker (a summed vote each call), so
+    every worker stops after the same step instead of waiting forever for the others.
+    Every worker must create it, and call it, at the same points."""
+
+    def __init__(self, deadline: float, kvstore=None):
+        self.deadline, self.kvstore = deadline, kvstore
+        if kvstore is not None:
+            init_keys(kvstore, [STOP_KEY], [mx.nd.zeros(1)])
+
+    def __call__(self) -> bool:
+        late = time.time() > self.deadline
+        if self.kvstore is None:
+            return late
+        vote = mx.nd.array([float(late)])
+        self.kvstore.pushpull(STOP_KEY, vote, out=vote)
+        return bool(vote.asscalar() > 0)
 
 
 def check_resume_compatible(saved: dict, config: dict, run_dir) -> None:
@@ -174,11 +246,13 @@ def read_log(run_dir) -> list[dict]:
 
 def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: int, desc: str,
               run_dir: Path, progress: bool = True, logger: "_Logger | None" = None, global_step: int = 0,
-              log_every: int = 10, deadline: "float | None" = None, num_parts: int = 1) -> dict:
+              log_every: int = 10, out_of_time: "Callable[[], bool] | None" = None,
+              num_parts: int = 1) -> dict:
     """One pass over ``loader`` with an optimizer step per batch (gradients averaged over the
-    contexts and the ``num_parts`` distributed workers). Stops early (``out_of_time``) once
-    ``time.time()`` passes ``deadline``. A NaN/inf loss raises TrainingDiverged."""
-    total, seen, steps, tic, out_of_time = 0.0, 0, 0, time.time(), False
+    contexts and the ``num_parts`` distributed workers). Stops early (``out_of_time``) after
+    the first step at which ``out_of_time()`` is True (see :class:`TimeBudget`). A NaN/inf
+    loss raises TrainingDiverged."""
+    total, seen, steps, tic, stopped = 0.0, 0, 0, time.time(), False
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
     for step, (data, targets, weights) in enumerate(bar):
         datas = gluon.utils.split_and_load(data, ctx)
@@ -196,12 +270,12 @@ def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: i
         if logger and (global_step + steps) % log_every == 0:
             logger.step("train/loss", value, global_step + steps)
             logger.step("train/lr", trainer.learning_rate, global_step + steps)
-        if deadline is not None and time.time() > deadline:
-            out_of_time = True
+        if out_of_time is not None and out_of_time():
+            stopped = True
             break
     bar.close()
     return {"loss": total / max(steps, 1), "steps": steps, "img_per_s": seen / max(time.time() - tic, 1e-9),
-            "out_of_time": out_of_time}
+            "out_of_time": stopped}
 
 
 def fit(data_root, category: str, out, config: "dict | None" = None, resume: bool = False,
@@ -211,9 +285,17 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
 
     Returns the last epoch's record. ``max_epochs`` stops early after that many epochs in
     this call (the schedule still spans ``train.epochs``), as if the run had been killed.
+
+    With ``train.kvstore=dist_sync`` (processes started by :func:`fashion_gluon.distributed.launch`)
+    each worker trains on its shard of every epoch, the lr is scaled by the number of workers
+    (:func:`scale_for_workers`), only worker 0 validates and writes ``out`` (resuming needs
+    ``out`` readable by every worker), and a failing worker ends its process
+    (:func:`~fashion_gluon.distributed.exit_on_failure`) instead of raising.
     """
-    run_dir = prepare_run_dir(out)
-    state = None
+    run_dir, state = Path(out), None
+    if not resume and (run_dir / "last.json").exists():
+        raise FashionGluonError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) "
+                                "or choose another --out")
     if resume:
         state = load_state(run_dir)
         saved = load_config(run_dir / "config.yaml")
@@ -221,51 +303,65 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
             check_resume_compatible(saved, config, run_dir)
         config, category = saved, state["category"]
     config = config or load_config()
+    kvstore = str(config["train"]["kvstore"])
+    if not kvstore.startswith("dist"):
+        return _train(data_root, category, prepare_run_dir(run_dir), config, state, init_from, list(ctx),
+                      progress, max_epochs, kvstore)
+    kvstore = mx.kv.create(kvstore)
+    with exit_on_failure():
+        if kvstore.rank == 0:
+            prepare_run_dir(run_dir)
+        record = _train(data_root, category, run_dir, config, state, init_from, list(ctx), progress,
+                        max_epochs, kvstore)
+        mx.nd.waitall()  # send this worker's last gradients: mxnet's exit drops queued pushes
+        return record
+
+
+def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict | None", init_from,
+           ctx: list, progress: bool, max_epochs: "int | None", kvstore) -> dict:
+    """The training loop of :func:`fit`; ``kvstore`` is a type name or a distributed KVStore."""
     tcfg = config["train"]
     mx.random.seed(int(tcfg["seed"]))
     np.random.seed(int(tcfg["seed"]))
-    ctx = list(ctx)
 
     train_set, val_set = build_datasets(config, data_root, category)
-    kvstore = tcfg["kvstore"]
-    part_index, num_parts = 0, 1
-    if str(kvstore).startswith("dist"):
-        kvstore = mx.kv.create(kvstore)
-        part_index, num_parts = kvstore.rank, kvstore.num_workers
+    dist = kvstore if isinstance(kvstore, mx.kv.KVStore) else None
+    part_index, num_parts = (dist.rank, dist.num_workers) if dist else (0, 1)
     sampler, loader = build_loader(train_set, config, part_index, num_parts)
     is_writer = part_index == 0
 
     net = build_model(config, category, ctx)
     if init_from is not None and state is None:
         load_matching(net, init_from, category)
+    if state is not None:
+        net.load_parameters(str(run_dir / state["params"]), ctx=ctx)
+    if dist:
+        net(mx.nd.zeros((1, 3, *config["data"]["input_size"]), ctx=ctx[0]))  # settle deferred shapes
     loss_fn = build_loss(config)
-    scaled = dict(tcfg, lr=float(tcfg["lr"]) * num_parts, warmup_lr=float(tcfg["warmup_lr"]) * num_parts)
-    trainer = build_trainer(net, tcfg, training_schedule(scaled, len(loader)), kvstore)
+    trainer = build_trainer(net, tcfg, training_schedule(scale_for_workers(tcfg, num_parts), len(loader)), kvstore)
 
     first_epoch, best = 0, None
     if state is not None:
-        net.load_parameters(str(run_dir / state["params"]), ctx=ctx)
         trainer.load_states(str(run_dir / state["states"]))
         first_epoch, best = state["epoch"], state.get("best_ne")
     codec_eval = build_codec(config)
     logger = _Logger(run_dir) if is_writer else None
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
     budget = tcfg["time_budget_s"]
-    started = time.time()
+    out_of_time = None if budget is None else TimeBudget(time.time() + float(budget), dist)
     record: dict = {}
     global_step = first_epoch * len(loader)
     for epoch in range(first_epoch, epochs):
         sampler.set_epoch(epoch)
         tic = time.time()
-        deadline = None if budget is None else started + float(budget)
         stats = run_epoch(net, loader, loss_fn, trainer, ctx, epoch, f"epoch {epoch + 1}/{epochs}",
-                          run_dir, progress, logger, global_step, int(tcfg["log_every"]), deadline,
+                          run_dir, progress, logger, global_step, int(tcfg["log_every"]), out_of_time,
                           num_parts)
         global_step += stats["steps"]
-        out_of_time = stats["out_of_time"]
+        stopped = stats["out_of_time"]
         record = {"epoch": epoch + 1, "loss": stats["loss"], "lr": trainer.learning_rate,
                   "img_per_s": stats["img_per_s"], "seconds": time.time() - tic}
-        if is_writer and ((epoch + 1) % int(tcfg["val_every"]) == 0 or epoch + 1 == epochs or out_of_time):
+        if is_writer and ((epoch + 1) % int(tcfg["val_every"]) == 0 or epoch + 1 == epochs or stopped):
             result = evaluate_net(net, val_set, codec_eval, ctx, int(tcfg["batch_size"]))
             record.update(val_ne=result["ne"], val_per_category=result["per_category"],
                           val_per_keypoint=result["per_keypoint"])
@@ -277,7 +373,7 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
                                                     "best_ne": best, "global_step": global_step,
                                                     "data_root": str(Path(data_root).resolve())}, config)
             logger.epoch(record)
-        if out_of_time:
+        if stopped:
             break
     if logger:
         logger.close()

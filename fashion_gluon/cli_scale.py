@@ -1,0 +1,105 @@
+"""The scale-and-deploy commands of ``fashion-gluon``: ``launch`` (distributed training on
+MXNet's parameter server), ``pack`` (RecordIO), ``export`` (symbol / ONNX) and ``quantize``
+(INT8). :func:`register` adds them to the CLI's subparsers; heavy modules are imported inside
+each command."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .errors import FashionGluonError
+
+CATEGORY_CHOICES = ("blouse", "outwear", "dress", "skirt", "trousers", "all")
+
+
+def _check_distributed_train(arguments: list[str]) -> None:
+    """Refuse ``launch -- train ...`` whose configuration does not use a dist kvstore (each
+    worker would train alone, all writing the same run directory)."""
+    from .cli import build_parser
+    from .config import load_config
+    args = build_parser().parse_args(arguments)
+    kvstore = str(load_config(args.config, args.overrides)["train"]["kvstore"])
+    if not kvstore.startswith("dist"):
+        raise FashionGluonError(f"launch -- train: train.kvstore is {kvstore!r}, so every worker would train "
+                                "alone; add the override train.kvstore=dist_sync")
+
+
+def cmd_launch(args) -> None:
+    from .distributed import fashion_gluon_command, launch, parse_hosts
+    command = args.command[1:] if args.command[:1] == ["--"] else list(args.command)
+    if not command:
+        raise FashionGluonError("launch needs a fashion-gluon command after --, e.g. "
+                                "-- train --data-root ROOT --category all --out RUN train.kvstore=dist_sync")
+    if command[0] == "train":
+        _check_distributed_train(command)
+    hosts = parse_hosts(args.hosts) if args.hosts else None
+    launch(fashion_gluon_command(command), args.workers, args.servers, hosts, args.port,
+           args.scheduler_host, args.interface, args.timeout)
+
+
+def cmd_pack(args) -> None:
+    from .data.recordio import pack
+    summary = pack(args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
+                   "skip" if args.skip_bad_images else "error", progress=not args.quiet)
+    print(json.dumps(summary))
+
+
+def cmd_export(args) -> None:
+    from .export import export_run
+    print(json.dumps(export_run(args.checkpoint, args.out, args.format)))
+
+
+def cmd_quantize(args) -> None:
+    from .export import precision_report, quantize_run
+    record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
+                          args.calib_mode)
+    if not args.no_eval:
+        record["val"] = precision_report(args.checkpoint, args.out, args.data_root, batch_size=args.batch)
+    print(json.dumps(record))
+
+
+def register(sub) -> None:
+    """Add ``launch``, ``pack``, ``export`` and ``quantize`` to ``sub`` (the ``add_subparsers``
+    object of the ``fashion-gluon`` parser)."""
+    from .distributed import DEFAULT_PORT
+    p = sub.add_parser("launch", help="distributed training: scheduler, servers and workers (dist_sync)",
+                       description="Run a fashion-gluon command (normally train ... train.kvstore=dist_sync) "
+                                   "as N workers with M parameter servers, here or over ssh.")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--servers", type=int, default=1)
+    p.add_argument("--hosts", metavar="FILE", help="one [user@]host per line: servers and workers go there "
+                                                   "round-robin over ssh (default: all on this machine)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="scheduler port (0: any free port)")
+    p.add_argument("--scheduler-host", help="address the nodes reach the scheduler (this machine) at")
+    p.add_argument("--interface", help="network interface for ps-lite (default lo on one machine)")
+    p.add_argument("--timeout", type=float, help="stop everything after this many seconds")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="the fashion-gluon command each worker runs, after --")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("pack", help="pack a split into an indexed RecordIO file (.rec + .idx)")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--category", required=True, choices=CATEGORY_CHOICES)
+    p.add_argument("--out", required=True, help="the .rec file (its .idx is written beside it)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--val-fraction", type=float, default=0.1, help="as data.val_fraction of the runs")
+    p.add_argument("--split-seed", type=int, default=0, help="as data.split_seed of the runs")
+    p.add_argument("--skip-bad-images", action="store_true", help="drop unreadable images instead of failing")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("export", help="export a run's best weights as an MXNet symbol or ONNX")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR")
+    p.add_argument("--format", default="symbol", choices=("symbol", "onnx"))
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="INT8 model of a run (CPU), calibrated on training images")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR")
+    p.add_argument("--calib-images", type=int, help="training images to calibrate on (e.g. 64)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--data-root", help="default: the run's")
+    p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"))
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--no-eval", action="store_true", help="skip the fp32 / bf16 / INT8 validation NE")
+    p.set_defaults(func=cmd_quantize)
