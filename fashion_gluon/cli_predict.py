@@ -31,8 +31,10 @@ def _data_root(args) -> str:
     """``--data-root``, else the data the first checkpoint was trained on."""
     if args.data_root:
         return args.data_root
-    from .engine.checkpoint import load_state
-    return load_state(args.checkpoint[0])["data_root"]
+    from .engine.checkpoint import LAST, load_state, read_json
+    from .export import META
+    first = Path(args.checkpoint[0])
+    return load_state(first)["data_root"] if (first / LAST).exists() else read_json(first / META)["data_root"]
 
 
 def cmd_predict(args) -> None:
@@ -41,7 +43,8 @@ def cmd_predict(args) -> None:
     from .predict import Predictor, save_submission
     data_root = _data_root(args)
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
-                          ctx=_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True)
+                          ctx=_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
+                          precision=args.precision)
     tic = time.perf_counter()
     rows, keypoints = predictor.predict_split(data_root, args.split)
     seconds = time.perf_counter() - tic
@@ -95,6 +98,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: run fp32 MXNet models in bfloat16 (CPU); INT8 models come from `quantize`")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     p.set_defaults(func=cmd_predict)
 

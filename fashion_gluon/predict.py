@@ -220,17 +220,20 @@ class Predictor:
     """Keypoints of any images in original pixels, from one or more checkpoints with flip,
     multi-scale and two-pass cascade test-time augmentation (see the module docstring).
 
-    ``checkpoints``: run directories and/or :class:`KeypointModel` objects.
+    ``checkpoints``: run directories, exported models (symbol, ONNX, INT8; see
+    :mod:`fashion_gluon.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
+    runs fp32 MXNet models in bfloat16 on the CPU.
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
-                 num_workers: int = 0, progress: bool = False):
+                 num_workers: int = 0, progress: bool = False, precision: str = "fp32"):
+        from .export import load_model
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
-        self.models = [c if isinstance(c, KeypointModel) else KeypointModel.from_run(c, self.ctx)
+        self.models = [c if isinstance(c, KeypointModel) else load_model(c, self.ctx, precision)
                        for c in checkpoints]
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:

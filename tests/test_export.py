@@ -233,6 +233,11 @@ def test_quantize_cli_writes_a_model_predict_accepts(run_dir, data_root, tmp_pat
     reference = Predictor([load_model(run_dir)], flip=False).predict(images, "all")
     assert points.shape == (3, 24, 2) and np.isfinite(points).all()
     assert np.median(np.abs(points - reference)) < 8, "INT8 keypoints stay near fp32's on 128 px images"
+    from fashion_gluon.cli import main
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out), "--split", "val", "--out", str(tmp_path / "s.csv"),
+                 "--json"]) == 0, "predict takes the INT8 export directory (data root from export.json)"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ne"] == pytest.approx(ne["int8"])
 
 
 def test_export_cli(run_dir, tmp_path, capsys):
