@@ -106,7 +106,10 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fashion-gluon", description=__doc__.split(".")[0] + ".")
+    parser = argparse.ArgumentParser(
+        prog="fashion-gluon",
+        description="Clothing keypoint detection (FashionAI 2018) with MXNet/Gluon. "
+                    "Run `fashion-gluon COMMAND --help` for a command's options.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="draw a synthetic data set in the FashionAI layout")
