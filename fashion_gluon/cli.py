@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: synthetic data -> train -> SWA -> evaluate -> submission")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--per-category", type=int, default=120)
-    p.add_argument("--budget", type=float, default=360.0, help="training seconds")
+    p.add_argument("--per-category", type=int, default=150)
+    p.add_argument("--budget", type=float, default=500.0, help="seconds for training and SWA")
     p.set_defaults(func=cmd_demo)
 
     from .cli_predict import register as register_predict

@@ -28,8 +28,8 @@ from .visualize import draw_comparison, gallery, plot_per_keypoint
 DEMO_OVERRIDES = [
     "model.name=cpn_resnet18", "model.kwargs.channels=64", "data.input_size=[128,128]",
     "data.sigma=2.0", "data.num_workers=1", "loss.fg_weight=10", "train.optimizer=adam",
-    "train.lr=1e-3", "train.wd=0", "train.lr_schedule=cosine", "train.warmup_steps=20",
-    "train.warmup_lr=1e-4", "train.batch_size=8", "data.rotate_p=0.2", "data.crop_area=[0.7,1.0]",
+    "train.lr=2e-3", "train.wd=0", "train.lr_schedule=cosine", "train.warmup_steps=20",
+    "train.warmup_lr=1e-4", "train.batch_size=8", "data.rotate_p=0.0", "data.crop_area=[0.8,1.0]",
     "swa.cycles=2", "swa.cycle_epochs=1",
     "swa.lr_max=1e-4", "swa.lr_min=1e-5",
 ]
@@ -72,7 +72,7 @@ def _pictures(out: Path, dataset: FashionAIDataset, pred: np.ndarray, count: int
     return path
 
 
-def run_demo(out: "str | Path" = "runs/demo", per_category: int = 120, budget_s: float = 360.0,
+def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s: float = 500.0,
              seed: int = 0, progress: bool = True) -> dict:
     """Run the whole pipeline into ``out``; returns and prints the figures."""
     out, started, ctx = Path(out), time.time(), [mx.cpu()]
