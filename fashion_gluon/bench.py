@@ -6,6 +6,7 @@ FINDINGS (filled in below from measurements on this machine)
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import mxnet as mx
@@ -98,3 +99,131 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     return {"infer_img_per_s": infer_rate, "train_img_per_s": train_rate, "gmacs_per_img": macs / 1e9,
             "infer_gflops": infer_gflops, "train_gflops": train_gflops, "gemm_peak_gflops": peak,
             "infer_peak_share": infer_gflops / peak, "train_peak_share": train_gflops / peak}
+
+
+# --------------------------------------------------------------------------- data pipeline
+
+def _pipeline_dataset(root, size: int, rec: "str | None" = None):
+    """The training dataset of the full input pipeline (JPEG folder, or a RecordIO pack)."""
+    from .codec import HeatmapCodec
+    from .data.dataset import FashionAIDataset
+    from .data.recordio import RecordDataset
+    from .data.transforms import train_transform
+    transform, codec = train_transform((size, size)), HeatmapCodec.for_cpn((size, size))
+    if rec is not None:
+        return RecordDataset(rec, "all", transform, codec)
+    return FashionAIDataset(root, "all", "train", transform, codec, val_fraction=0.0)
+
+
+def _items_per_second(dataset, count: int) -> float:
+    """Single-process rate of the full pipeline (decode, augment, warp, normalize, encode)."""
+    keys = [(1, i % len(dataset)) for i in range(count)]
+    dataset[keys[0]]
+    start = time.perf_counter()
+    for key in keys:
+        dataset[key]
+    return count / (time.perf_counter() - start)
+
+
+def _loader_per_second(dataset, workers: int, batch: int = 8) -> float:
+    """Rate of a ``DataLoader`` with ``workers`` worker processes over one epoch."""
+    loader = gluon.data.DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers,
+                                   last_batch="discard")
+    iterator = iter(loader)
+    next(iterator)  # workers started, first batch ready
+    start, seen = time.perf_counter(), 0
+    for data, *_ in iterator:
+        seen += data.shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def bench_data(data_root=None, sizes: tuple[int, ...] = (256, 384), images: int = 200,
+               workers: int = 2, rec: bool = True) -> dict:
+    """Training input pipeline throughput (JPEG decode → augment → resize → normalize → CPN
+    heatmaps) per input size: one process with one OpenCV thread (``img_per_s_per_core``),
+    a DataLoader with ``workers`` processes, and (``rec``) the same from a RecordIO pack.
+    Uses a synthetic set of 512² images unless ``data_root`` is given."""
+    import tempfile
+    import cv2
+    from .data.recordio import pack
+    from .data.synthetic import generate_dataset
+    result: dict = {"sizes": {}, "workers": workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        if data_root is None:
+            data_root = Path(tmp) / "synth"
+            generate_dataset(data_root, per_category=max(8, images // 5 + 2), seed=0, progress=False)
+        packed = pack(data_root, "all", Path(tmp) / "train.rec", val_fraction=0.0, progress=False)["rec"] if rec else None
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for size in sizes:
+                figures = {}
+                for source, path in (("jpeg", None), ("rec", packed)):
+                    if source == "rec" and not rec:
+                        continue
+                    dataset = _pipeline_dataset(data_root, size, path)
+                    figures[source] = {"img_per_s_per_core": _items_per_second(dataset, images),
+                                       "loader_img_per_s": _loader_per_second(dataset, workers)}
+                result["sizes"][str(size)] = figures
+        finally:
+            cv2.setNumThreads(threads)
+    result["img_per_s_per_core"] = result["sizes"][str(sizes[0])]["jpeg"]["img_per_s_per_core"]
+    return result
+
+
+# --------------------------------------------------------------------------- low precision
+
+def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: int = 24,
+                     warmup: int = 2, iters: int = 5) -> dict:
+    """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``) and
+    INT8 (``quantize_net``, calibrated on random images) on the CPU."""
+    from .export import quantize, to_bf16
+    from .models import get_model
+    net = get_model(name, num_keypoints)
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(batch, 3, size, size))
+    rates = {"fp32": batch / infer_seconds(net, x, warmup, iters)}
+    rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
+    calib = gluon.data.DataLoader(gluon.data.ArrayDataset(mx.nd.random.uniform(shape=(2 * batch, 3, size, size)),
+                                                          mx.nd.zeros(2 * batch)), batch_size=batch)
+    rates["int8"] = batch / infer_seconds(quantize(net, calib), x, warmup, iters)
+    return {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"],
+            "bf16_speedup": rates["bf16"] / rates["fp32"]}
+
+
+# --------------------------------------------------------------------------- the command
+
+ALL_MODELS = ("cpn_resnet50", "hourglass")
+
+
+def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256, data_root=None) -> dict:
+    """``fashion-gluon bench data|model|all``: one dict of figures."""
+    result: dict = {"gemm_peak_gflops": gemm_peak_gflops()}
+    if what in ("data", "all"):
+        result["data"] = bench_data(data_root)
+        result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
+    if what == "model":
+        result["model"] = {model: bench_model(model, batch, size, peak_gflops=result["gemm_peak_gflops"])}
+        result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
+    if what == "all":
+        result["model"] = {name: {**bench_model(name, batch, size, peak_gflops=result["gemm_peak_gflops"]),
+                                  **bench_precisions(name, batch, size)} for name in ALL_MODELS}
+    return result
+
+
+def format_result(result: dict) -> str:
+    """A plain-text table of :func:`run`'s figures."""
+    lines = [f"fp32 GEMM peak (mx.nd.dot 2048²): {result['gemm_peak_gflops']:.1f} GFLOP/s"]
+    for size, sources in result.get("data", {}).get("sizes", {}).items():
+        for source, figures in sources.items():
+            lines.append(f"data {source:4s} {size}²: {figures['img_per_s_per_core']:7.1f} img/s/core, "
+                         f"DataLoader({result['data']['workers']} workers) {figures['loader_img_per_s']:7.1f} img/s")
+    for name, figures in result.get("model", {}).items():
+        lines.append(f"{name}: {figures['gmacs_per_img']:.2f} GMACs/img; infer {figures['infer_img_per_s']:.2f} img/s "
+                     f"({100 * figures['infer_peak_share']:.0f} % of peak), train {figures['train_img_per_s']:.2f} img/s "
+                     f"({100 * figures['train_peak_share']:.0f} % of peak)")
+        if "int8_speedup" in figures:
+            rates = figures["precision_img_per_s"]
+            lines.append("  inference " + ", ".join(f"{k} {v:.2f} img/s" for k, v in rates.items())
+                         + f"; INT8 {figures['int8_speedup']:.2f}x, bf16 {figures['bf16_speedup']:.2f}x fp32")
+    return "\n".join(lines)
