@@ -83,8 +83,10 @@ def _data_root(args) -> str:
 def cmd_summary(args) -> None:
     from .models import check_input_size
     from .summary import format_summary, summarize
-    check_input_size(args.model, args.input)
-    print(format_summary(summarize(args.model, args.input, args.keypoints)))
+    from .config import parse_override
+    kwargs = dict(parse_override(option) for option in args.options)
+    check_input_size(args.model, args.input, **kwargs)
+    print(format_summary(summarize(args.model, args.input, args.keypoints, **kwargs)))
 
 
 def cmd_weights(args) -> None:
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--input", type=_size, default=(256, 192), help="H x W, e.g. 256x192")
     p.add_argument("--keypoints", type=int, default=24)
+    p.add_argument("--options", nargs="*", default=[], metavar="key=value",
+                   help="model constructor options, e.g. --options num_stacks=8")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("weights", help="which pretrained backbone files are present")

@@ -46,5 +46,7 @@ def test_summary_prints_params_and_gmacs(capsys):
     assert main(["summary", "hourglass_small", "--input", "128x64", "--keypoints", "13"]) == 0
     out = capsys.readouterr().out
     assert "hourglass_small" in out and "parameters  0.54 M" in out and "GMACs" in out
+    assert main(["summary", "hourglass", "--input", "256x192", "--keypoints", "17", "--options", "num_stacks=8"]) == 0
+    assert "parameters  25.44 M" in capsys.readouterr().out
     assert main(["summary", "hourglass_small", "--input", "128x96"]) == 2
     assert "must be positive multiples of its stride 64" in capsys.readouterr().err
