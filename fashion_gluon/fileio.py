@@ -17,32 +17,12 @@ def _umask() -> int:
 # mkstemp creates files 0600; renamed files get the usual permissions instead.
 _FILE_MODE = 0o666 & ~_umask()
 
-@contextlib.contextmanager
-def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` on success.
-
-    On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
 
 @contextlib.contextmanager
 def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that take a file name
-    (``cv2.imwrite``, ``block.save_parameters``); rename it over ``path`` on success."""
+    (``cv2.imwrite``, ``block.save_parameters``); rename it over ``path`` on success.
+    On an exception the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
@@ -55,3 +35,12 @@ def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` on success."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from _tiny import TINY
+
 from fashion_gluon.config import load_config
 from fashion_gluon.engine import train as train_module
-from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.engine.checkpoint import load_state
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
 from fashion_gluon.engine.train import TrainingDiverged, fit
@@ -18,57 +19,38 @@ from fashion_gluon.errors import DataError, FashionGluonError
 from fashion_gluon.keypoints import category_indices
 from fashion_gluon.models import get_model
 
-TINY = ["model.name=cpn_resnet18", "model.kwargs.channels=32", "data.input_size=[64,64]",
-        "train.batch_size=4", "train.epochs=2", "train.optimizer=adam", "train.lr=1e-3",
-        "train.warmup_steps=2", "train.lr_schedule=cosine", "data.num_workers=0", "loss.fg_weight=10"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(root, per_category=6, seed=5, image_size=(128, 128), progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(data_root, tmp_path_factory):
-    """A 2-epoch run trained straight through."""
-    out = tmp_path_factory.mktemp("run") / "straight"
-    fit(data_root, "all", out, load_config(overrides=TINY), progress=False)
-    return out
-
 
 def params_of(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
 
 
-def test_run_directory_contents(trained):
-    state = load_state(trained)
+def test_run_directory_contents(tiny_run):
+    state = load_state(tiny_run)
     assert state["epoch"] == 2 and state["category"] == "all"
     for name in ("config.yaml", "best.params", "best.json", "log.jsonl", "curves.png", state["params"], state["states"]):
-        assert (trained / name).stat().st_size > 0, name
-    assert not (trained / "epoch-0001.params").exists(), "older epochs are removed once the next is safe"
-    records = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+        assert (tiny_run / name).stat().st_size > 0, name
+    assert not (tiny_run / "epoch-0001.params").exists(), "older epochs are removed once the next is safe"
+    records = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert {"loss", "lr", "img_per_s", "val_ne", "val_per_category", "val_per_keypoint"} <= set(records[-1])
-    assert list((trained / "tb").iterdir()), "tensorboard events written"
+    assert list((tiny_run / "tb").iterdir()), "tensorboard events written"
 
 
-def test_resume_gives_identical_parameters(data_root, trained, tmp_path):
+def test_resume_gives_identical_parameters(tiny_data, tiny_run, tmp_path):
     out = tmp_path / "resumed"
-    fit(data_root, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
+    fit(tiny_data, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
     assert load_state(out)["epoch"] == 1
-    fit(data_root, "all", out, resume=True, progress=False)
+    fit(tiny_data, "all", out, resume=True, progress=False)
     assert load_state(out)["epoch"] == 2
-    straight, resumed = params_of(trained / "epoch-0002.params"), params_of(out / "epoch-0002.params")
+    straight, resumed = params_of(tiny_run / "epoch-0002.params"), params_of(out / "epoch-0002.params")
     assert straight.keys() == resumed.keys()
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
 
 
-def test_divergence_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+def test_divergence_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     out = tmp_path / "diverged"
-    fit(data_root, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
+    fit(tiny_data, "all", out, load_config(overrides=TINY), progress=False, max_epochs=1)
     before = (out / "last.json").read_text()
     saved = params_of(out / "epoch-0001.params")
     real_build_loss = train_module.build_loss
@@ -83,31 +65,31 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, mo
 
     monkeypatch.setattr(train_module, "build_loss", exploding_loss)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 3; .*last good checkpoint"):
-        fit(data_root, "all", out, resume=True, progress=False)
+        fit(tiny_data, "all", out, resume=True, progress=False)
     assert (out / "last.json").read_text() == before
     for name, value in params_of(out / "epoch-0001.params").items():
         np.testing.assert_array_equal(value, saved[name])
 
 
-def test_real_divergence_is_caught(data_root, tmp_path):
+def test_real_divergence_is_caught(tiny_data, tmp_path):
     bad = load_config(overrides=TINY + ["train.optimizer=sgd", "train.lr=1e30", "train.warmup_steps=0"])
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+"):
-        fit(data_root, "all", tmp_path / "run", bad, progress=False)
+        fit(tiny_data, "all", tmp_path / "run", bad, progress=False)
     assert not (tmp_path / "run" / "last.json").exists()
 
 
-def test_resume_with_other_model_is_refused(data_root, trained):
+def test_resume_with_other_model_is_refused(tiny_data, tiny_run):
     other = load_config(overrides=TINY + ["model.kwargs.channels=64"])
     with pytest.raises(FashionGluonError, match=r"cannot resume .*model\.kwargs"):
-        fit(data_root, "all", trained, other, resume=True, progress=False)
+        fit(tiny_data, "all", tiny_run, other, resume=True, progress=False)
 
 
-def test_init_from_maps_all_category_head_to_skirt(trained):
+def test_init_from_maps_all_category_head_to_skirt(tiny_run):
     net = get_model("cpn_resnet18", len(category_indices("skirt")), channels=32)
-    mapped = load_matching(net, trained, "skirt")
+    mapped = load_matching(net, tiny_run, "skirt")
     assert mapped > 0
     net(mx.nd.zeros((1, 3, 64, 64)))  # finish deferred shape inference
-    source = params_of(trained / "best.params")
+    source = params_of(tiny_run / "best.params")
     skirt = list(category_indices("skirt"))
     for name, param in net._collect_params_with_prefix().items():
         value = param.data().asnumpy()
@@ -149,7 +131,7 @@ def test_batchnorm_recalibration_matches_direct_statistics():
     assert bn._kwargs["momentum"] == 0.9, "momentum restored"
 
 
-def test_swa_writes_a_checkpoint_and_reports_ne(trained, data_root, tmp_path, monkeypatch):
+def test_swa_writes_a_checkpoint_and_reports_ne(tiny_run, tiny_data, tmp_path, monkeypatch):
     added = []
     original_add = WeightAverage.add
 
@@ -166,7 +148,7 @@ def test_swa_writes_a_checkpoint_and_reports_ne(trained, data_root, tmp_path, mo
         applied.update({k: p.data().asnumpy().copy() for k, p in self.params.items()})
 
     monkeypatch.setattr(WeightAverage, "apply", recording_apply)
-    result = run_swa(trained, data_root, tmp_path / "swa", cycles=2, cycle_epochs=1, lr_max=1e-4, lr_min=1e-6,
+    result = run_swa(tiny_run, tiny_data, tmp_path / "swa", cycles=2, cycle_epochs=1, lr_max=1e-4, lr_min=1e-6,
                      progress=False)
     assert len(added) == 2
     for name, value in applied.items():
@@ -181,26 +163,26 @@ def test_missing_layout_names_the_path(tmp_path):
         fit(tmp_path, "all", tmp_path / "out", load_config(overrides=TINY), progress=False)
 
 
-def test_category_without_rows(data_root, tmp_path):
-    lines = (data_root / "train" / "Annotations" / "train.csv").read_text().splitlines()
+def test_category_without_rows(tiny_data, tmp_path):
+    lines = (tiny_data / "train" / "Annotations" / "train.csv").read_text().splitlines()
     root = tmp_path / "noskirt"
     (root / "train" / "Annotations").mkdir(parents=True)
-    os.symlink(data_root / "train" / "Images", root / "train" / "Images")
+    os.symlink(tiny_data / "train" / "Images", root / "train" / "Images")
     (root / "train" / "Annotations" / "train.csv").write_text(
         "\n".join([lines[0]] + [l for l in lines[1:] if ",skirt," not in l]) + "\n")
     with pytest.raises(DataError, match="no train rows of category 'skirt'"):
         fit(root, "skirt", tmp_path / "out", load_config(overrides=TINY), progress=False)
 
 
-def test_existing_run_is_not_overwritten_without_resume(data_root, trained):
-    before = (trained / "last.json").read_text()
+def test_existing_run_is_not_overwritten_without_resume(tiny_data, tiny_run):
+    before = (tiny_run / "last.json").read_text()
     with pytest.raises(FashionGluonError, match=r"already holds a run; resume it"):
-        fit(data_root, "all", trained, load_config(overrides=TINY), progress=False)
-    assert (trained / "last.json").read_text() == before
+        fit(tiny_data, "all", tiny_run, load_config(overrides=TINY), progress=False)
+    assert (tiny_run / "last.json").read_text() == before
 
 
-def test_unwritable_out_dir_fails_before_training(data_root, tmp_path):
+def test_unwritable_out_dir_fails_before_training(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(FashionGluonError, match="is not writable"):
-        fit(data_root, "all", blocker / "run", load_config(overrides=TINY), progress=False)
+        fit(tiny_data, "all", blocker / "run", load_config(overrides=TINY), progress=False)

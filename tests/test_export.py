@@ -8,13 +8,12 @@ import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+from _tiny import TINY
 from mxnet import gluon
 
 from fashion_gluon.cli_scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.config import load_config
-from fashion_gluon.data.synthetic import generate_dataset
-from fashion_gluon.engine.train import fit
 from fashion_gluon.export import (ExportError, OnnxNet, calibration_loader, evaluate_model, export_onnx, export_run,
                                   export_symbol, fp32_sum_convs, load_model, load_symbol, onnx_problems, quantize,
                                   quantize_run, run_dataset, strip_initializer_inputs, to_bf16)
@@ -22,10 +21,6 @@ from fashion_gluon.models import get_model
 from fashion_gluon.predict import Predictor
 
 SIZE = (64, 64)
-TINY = ["model.name=cpn_resnet18", "model.kwargs.channels=16", "data.input_size=[64,64]", "train.batch_size=4",
-        "train.epochs=2", "train.optimizer=adam", "train.lr=1e-3", "train.warmup_steps=2",
-        "train.lr_schedule=cosine", "data.num_workers=0", "loss.fg_weight=10"]
-
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # SymbolBlock: "Cannot decide type for data"
 
 
@@ -41,20 +36,6 @@ def tiny_cpn(upsample: str = "nearest") -> gluon.HybridBlock:
 
 def batch(n=2, size=SIZE, seed=0) -> mx.nd.NDArray:
     return mx.nd.array(np.random.default_rng(seed).normal(size=(n, 3, *size)).astype(np.float32))
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(root, per_category=6, seed=2, image_size=(128, 128), progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
-def run_dir(data_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "cpn"
-    fit(data_root, "all", out, load_config(overrides=TINY), progress=False)
-    return out
 
 
 def cli(argv):
@@ -142,9 +123,9 @@ def test_symbol_export_round_trip(tmp_path):
         np.testing.assert_allclose(g.asnumpy(), e.asnumpy(), atol=1e-5)
 
 
-def test_calibration_loader_yields_data_label_pairs(data_root):
+def test_calibration_loader_yields_data_label_pairs(tiny_data):
     config = load_config(overrides=TINY)
-    dataset = run_dataset(config, "all", data_root, "train")
+    dataset = run_dataset(config, "all", tiny_data, "train")
     loader = calibration_loader(dataset, 5, batch_size=2)
     batches = list(loader)
     assert [b[0].shape for b in batches] == [(2, 3, 64, 64), (2, 3, 64, 64), (1, 3, 64, 64)]
@@ -156,16 +137,16 @@ def test_calibration_loader_yields_data_label_pairs(data_root):
             calibration_loader(dataset, bad)
 
 
-def test_int8_keeps_upsampled_sums_in_fp32_and_stays_close(data_root):
+def test_int8_keeps_upsampled_sums_in_fp32_and_stays_close(tiny_data):
     net = tiny_cpn()
     config = load_config(overrides=TINY)
-    calib = calibration_loader(run_dataset(config, "all", data_root, "train"), 16, batch_size=8)
+    calib = calibration_loader(run_dataset(config, "all", tiny_data, "train"), 16, batch_size=8)
     net(batch())
     kept = fp32_sum_convs(net._cached_graph[1])
     assert len(kept) == 3, "the GlobalNet's three upsample + add steps"
     qnet = quantize(net, calib)
     assert qnet.stride == net.stride
-    x = next(iter(gluon.data.DataLoader(run_dataset(config, "all", data_root, "val"), batch_size=8)))[0]
+    x = next(iter(gluon.data.DataLoader(run_dataset(config, "all", tiny_data, "val"), batch_size=8)))[0]
     expected, got = net(x)[-1].asnumpy(), qnet(x)[-1].asnumpy()
     nodes = json.loads(qnet._cached_graph[1].tojson())["nodes"]
     names = {node["name"] for node in nodes}
@@ -186,22 +167,22 @@ def test_bf16_is_close_to_fp32():
         assert relative < 0.05, relative
 
 
-def test_quantize_needs_calibration_images(run_dir, tmp_path):
+def test_quantize_needs_calibration_images(tiny_run, tmp_path):
     for bad in (None, 0):
         with pytest.raises(ExportError, match=r"quantize needs calibration images: pass --calib-images N with N ≥ 1"):
-            quantize_run(run_dir, tmp_path / "int8", bad)
+            quantize_run(tiny_run, tmp_path / "int8", bad)
     assert not (tmp_path / "int8").exists()
 
 
 # ----------------------------------------------------------------------------- run directories, prediction
 
 
-def test_exports_of_a_run_predict_like_the_run(run_dir, data_root, tmp_path):
-    fp32 = load_model(run_dir)
-    images = [str(p) for p in sorted((data_root / "test" / "Images").rglob("*.jpg"))[:4]]
+def test_exports_of_a_run_predict_like_the_run(tiny_run, tiny_data, tmp_path):
+    fp32 = load_model(tiny_run)
+    images = [str(p) for p in sorted((tiny_data / "test" / "Images").rglob("*.jpg"))[:4]]
     reference = Predictor([fp32], flip=True).predict(images, "all")
     for fmt in ("symbol", "onnx"):
-        meta = export_run(run_dir, tmp_path / fmt, fmt)
+        meta = export_run(tiny_run, tmp_path / fmt, fmt)
         assert meta["format"] == fmt and meta["category"] == "all" and meta["input_size"] == [64, 64]
         assert json.loads((tmp_path / fmt / "export.json").read_text()) == meta
         assert all((tmp_path / fmt / name).stat().st_size > 0 for name in meta["files"] + ["config.yaml"])
@@ -210,27 +191,27 @@ def test_exports_of_a_run_predict_like_the_run(run_dir, data_root, tmp_path):
         predicted = Predictor([model], flip=True).predict(images, "all")
         np.testing.assert_allclose(predicted, reference, atol=1e-3, err_msg=fmt)
     with pytest.raises(ExportError, match="unknown export format 'tflite'; expected one of symbol, onnx"):
-        export_run(run_dir, tmp_path / "x", "tflite")
+        export_run(tiny_run, tmp_path / "x", "tflite")
     with pytest.raises(ExportError, match="bf16 applies to fp32 MXNet models; .* is a onnx export"):
         load_model(tmp_path / "onnx", precision="bf16")
     with pytest.raises(ExportError, match="unknown precision 'fp16'"):
-        load_model(run_dir, precision="fp16")
+        load_model(tiny_run, precision="fp16")
 
 
-def test_quantize_cli_writes_a_model_predict_accepts(run_dir, data_root, tmp_path, capsys):
+def test_quantize_cli_writes_a_model_predict_accepts(tiny_run, tiny_data, tmp_path, capsys):
     out = tmp_path / "int8"
-    cli(["quantize", "--checkpoint", str(run_dir), "--calib-images", "12", "--out", str(out), "--batch", "4"])
+    cli(["quantize", "--checkpoint", str(tiny_run), "--calib-images", "12", "--out", str(out), "--batch", "4"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["format"] == "int8" and report["calib_images"] == 12
     ne = report["val"]["ne"]
     assert set(ne) == {"fp32", "bf16", "int8"}
     assert report["val"]["int8_ne_loss"] == pytest.approx(ne["int8"] - ne["fp32"])
     int8 = load_model(out)
-    assert evaluate_model(int8, data_root)["ne"] == pytest.approx(ne["int8"])
-    assert evaluate_model(load_model(run_dir), data_root)["ne"] == pytest.approx(ne["fp32"])
-    images = [str(p) for p in sorted((data_root / "test" / "Images").rglob("*.jpg"))[:3]]
+    assert evaluate_model(int8, tiny_data)["ne"] == pytest.approx(ne["int8"])
+    assert evaluate_model(load_model(tiny_run), tiny_data)["ne"] == pytest.approx(ne["fp32"])
+    images = [str(p) for p in sorted((tiny_data / "test" / "Images").rglob("*.jpg"))[:3]]
     points = Predictor([int8], flip=False).predict(images, "all")
-    reference = Predictor([load_model(run_dir)], flip=False).predict(images, "all")
+    reference = Predictor([load_model(tiny_run)], flip=False).predict(images, "all")
     assert points.shape == (3, 24, 2) and np.isfinite(points).all()
     assert np.median(np.abs(points - reference)) < 8, "INT8 keypoints stay near fp32's on 128 px images"
     from fashion_gluon.cli import main
@@ -240,7 +221,7 @@ def test_quantize_cli_writes_a_model_predict_accepts(run_dir, data_root, tmp_pat
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ne"] == pytest.approx(ne["int8"])
 
 
-def test_export_cli(run_dir, tmp_path, capsys):
-    cli(["export", "--checkpoint", str(run_dir), "--format", "symbol", "--out", str(tmp_path / "sym")])
+def test_export_cli(tiny_run, tmp_path, capsys):
+    cli(["export", "--checkpoint", str(tiny_run), "--format", "symbol", "--out", str(tmp_path / "sym")])
     meta = json.loads(capsys.readouterr().out)
-    assert meta["files"] == ["model-symbol.json", "model-0000.params"] and meta["source"] == str(run_dir.resolve())
+    assert meta["files"] == ["model-symbol.json", "model-0000.params"] and meta["source"] == str(tiny_run.resolve())
