@@ -191,6 +191,21 @@ def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: 
             "bf16_speedup": rates["bf16"] / rates["fp32"]}
 
 
+def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
+    """Training img/s of ``name`` with bf16 AMP, measured in a fresh process (AMP patches MXNet
+    for the rest of a process, so it cannot share one with the fp32 figures)."""
+    import json
+    import subprocess
+    import sys
+    script = ("import json, mxnet as mx\n"
+              "from fashion_gluon.engine.train import enable_mixed_precision\n"
+              "from fashion_gluon.bench import bench_model\n"
+              "enable_mixed_precision('bf16', [mx.cpu()])\n"
+              f"print(json.dumps(bench_model({name!r}, {batch}, {size}, peak_gflops=1.0)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["train_img_per_s"]
+
+
 # --------------------------------------------------------------------------- the command
 
 ALL_MODELS = ("cpn_resnet50", "hourglass")
@@ -207,7 +222,9 @@ def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256,
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":
         result["model"] = {name: {**bench_model(name, batch, size, peak_gflops=result["gemm_peak_gflops"]),
-                                  **bench_precisions(name, batch, size)} for name in ALL_MODELS}
+                                  **bench_precisions(name, batch, size),
+                                  "train_bf16_img_per_s": bench_train_bf16(name, batch, size)}
+                           for name in ALL_MODELS}
     return result
 
 
@@ -226,4 +243,6 @@ def format_result(result: dict) -> str:
             rates = figures["precision_img_per_s"]
             lines.append("  inference " + ", ".join(f"{k} {v:.2f} img/s" for k, v in rates.items())
                          + f"; INT8 {figures['int8_speedup']:.2f}x, bf16 {figures['bf16_speedup']:.2f}x fp32")
+        if "train_bf16_img_per_s" in figures:
+            lines.append(f"  training bf16 {figures['train_bf16_img_per_s']:.2f} img/s")
     return "\n".join(lines)

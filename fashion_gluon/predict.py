@@ -72,7 +72,7 @@ def forward_numpy(net: gluon.Block, data: mx.nd.NDArray, ctx: Sequence[mx.Contex
                   flip_perm: "np.ndarray | None" = None) -> np.ndarray:
     """:func:`forward` of a batch split over the contexts ``ctx``, as one numpy array."""
     parts = gluon.utils.split_and_load(data, list(ctx), even_split=False)
-    return np.concatenate([forward(net, part, flip_perm).asnumpy() for part in parts])
+    return np.concatenate([forward(net, part, flip_perm).astype("float32").asnumpy() for part in parts])
 
 
 def predict_dataset(net: gluon.Block, dataset, codec: HeatmapCodec, ctx: Sequence[mx.Context],

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from mxnet.contrib import amp
 from tqdm import tqdm
 
 from ..codec import HeatmapCodec
@@ -45,6 +46,27 @@ def parse_ctx(text: str) -> list[mx.Context]:
         else:
             raise FashionGluonError(f"bad context {part!r}; use cpu or gpu0,gpu1,...")
     return contexts
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def enable_mixed_precision(precision: str, ctx: Sequence[mx.Context]) -> None:
+    """Switch on ``mx.contrib.amp`` for this process before the model is built: ``bf16`` on
+    CPU (oneDNN), ``fp16`` on GPU (with dynamic loss scaling); ``fp32`` does nothing. AMP
+    stays on for the rest of the process, as MXNet's AMP works by patching operators."""
+    if precision not in PRECISIONS:
+        raise FashionGluonError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return
+    on_gpu = all(c.device_type == "gpu" for c in ctx)
+    if (precision == "fp16") != on_gpu:
+        raise FashionGluonError(f"train.precision={precision} needs {'a GPU' if precision == 'fp16' else 'the CPU'} "
+                                f"context (fp16 does not run on CPU; use bf16 there)")
+    if precision == "fp16":
+        amp.init(target_dtype="float16")
+    else:  # oneDNN's bf16 Concat rejects mixed inputs: keep it in fp32 (inputs are cast up)
+        amp.init(target_dtype="bfloat16", fp32_ops=amp.list_fp32_ops(amp.amp.bfloat16) + ["Concat", "concat"])
 
 
 def build_codec(config: dict) -> HeatmapCodec:
@@ -260,7 +282,11 @@ def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: i
         weight_parts = gluon.utils.split_and_load(weights, ctx)
         with autograd.record():
             losses = [loss_fn(net(x), t, w) for x, t, w in zip(datas, target_parts, weight_parts)]
-        autograd.backward(losses)
+            if getattr(trainer, "_amp_loss_scaler", None) is not None:  # fp16: dynamic loss scaling
+                with amp.scale_loss(losses, trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward(losses)
         value = float(sum(loss.asscalar() for loss in losses) / len(losses))
         _check_finite(value, epoch, step, run_dir)
         trainer.step(len(ctx) * num_parts, ignore_stale_grad=True)
@@ -330,6 +356,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     sampler, loader = build_loader(train_set, config, part_index, num_parts)
     is_writer = part_index == 0
 
+    enable_mixed_precision(str(tcfg["precision"]), ctx)
     net = build_model(config, category, ctx)
     if init_from is not None and state is None:
         load_matching(net, init_from, category)
@@ -339,6 +366,8 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
         net(mx.nd.zeros((1, 3, *config["data"]["input_size"]), ctx=ctx[0]))  # settle deferred shapes
     loss_fn = build_loss(config)
     trainer = build_trainer(net, tcfg, training_schedule(scale_for_workers(tcfg, num_parts), len(loader)), kvstore)
+    if tcfg["precision"] == "fp16":
+        amp.init_trainer(trainer)
 
     first_epoch, best = 0, None
     if state is not None:

@@ -1,0 +1,33 @@
+"""Mixed-precision training: bf16 on the CPU (in a subprocess: AMP patches MXNet for good)."""
+import json
+import subprocess
+import sys
+
+import mxnet as mx
+import pytest
+from _tiny import TINY
+
+from fashion_gluon.engine.train import enable_mixed_precision
+from fashion_gluon.errors import FashionGluonError
+
+
+def test_bf16_training_runs_and_learns(tiny_data, tmp_path):
+    script = (
+        "import json, sys\n"
+        "from fashion_gluon.config import load_config\n"
+        "from fashion_gluon.engine.train import fit\n"
+        f"config = load_config(overrides={TINY!r} + ['train.precision=bf16'])\n"
+        f"record = fit({str(tiny_data)!r}, 'all', {str(tmp_path / 'run')!r}, config, progress=False)\n"
+        "print(json.dumps(record))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["epoch"] == 2 and 0 < record["loss"] < 10 and record["val_ne"] > 0
+
+
+def test_precision_must_suit_the_device():
+    with pytest.raises(FashionGluonError, match="fp16 does not run on CPU"):
+        enable_mixed_precision("fp16", [mx.cpu()])
+    with pytest.raises(FashionGluonError, match="must be one of fp32, bf16, fp16"):
+        enable_mixed_precision("int4", [mx.cpu()])
+    enable_mixed_precision("fp32", [mx.cpu()])  # a no-op
