@@ -21,7 +21,6 @@ the samples that have a counted keypoint. Batch losses are shape (1,) arrays.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import mxnet as mx
 from mxnet import gluon

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from fashion_gluon.models import (CPN, Backbone, KeypointNet, StackedHourglass, build_model, check_input_size,
+from fashion_gluon.models import (CPN, Backbone, StackedHourglass, build_model, check_input_size,
                                   get_model, list_models)
 from fashion_gluon.models.backbones import Upsample
 

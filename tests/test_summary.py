@@ -2,7 +2,6 @@
 and, once the model registry exists, the CPN / Hourglass paper anchors."""
 from __future__ import annotations
 
-import mxnet as mx
 import pytest
 from mxnet import gluon, nd
 

@@ -3,7 +3,6 @@ epoch; exact resume; validation NE; logs, tensorboard events and curves."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,7 +24,7 @@ from ..losses import loss_for_model
 from ..metrics import normalized_error
 from ..models import get_model
 from ..predict import predict_dataset
-from .checkpoint import load_state, prepare_run_dir, read_json, save_best, save_checkpoint, write_json
+from .checkpoint import load_state, prepare_run_dir, save_best, save_checkpoint
 from .schedule import training_schedule
 from .transfer import load_matching
 
