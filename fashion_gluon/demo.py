@@ -18,7 +18,7 @@ from .data.transforms import test_transform
 from .engine.checkpoint import write_json
 from .engine.evaluate import load_run
 from .engine.swa import run_swa
-from .engine.train import build_codec, build_loss, build_model, fit
+from .engine.train import build_codec, build_loss, build_model, enable_mixed_precision, fit
 from .errors import DataError
 from .metrics import evaluate_csv, format_table, per_image_error
 from .predict import predict_dataset
@@ -33,6 +33,16 @@ DEMO_OVERRIDES = [
     "swa.cycles=2", "swa.cycle_epochs=1",
     "swa.lr_max=1e-4", "swa.lr_min=1e-5",
 ]
+
+
+def cpu_has_bf16() -> bool:
+    """True on a CPU with native bfloat16 (AVX512-BF16 or AMX) and an oneDNN MXNet build: there
+    bf16 AMP trains ≈ 1.8x faster than fp32; elsewhere oneDNN would only emulate it."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return mx.runtime.Features().is_enabled("MKLDNN") and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def measure_train_rate(config: dict, ctx: list, steps: int = 4) -> float:
@@ -80,9 +90,11 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     print(f"[1/6] synthetic data set ({per_category} images per category) -> {data_root}")
     generate_dataset(data_root, per_category=per_category, seed=seed, progress=progress)
 
-    config = load_config(overrides=DEMO_OVERRIDES + [f"train.seed={seed}"])
+    precision = "bf16" if cpu_has_bf16() else "fp32"
+    config = load_config(overrides=DEMO_OVERRIDES + [f"train.seed={seed}", f"train.precision={precision}"])
     train_rows = len(FashionAIDataset(data_root, "all", "train", check=False,
                                       val_fraction=config["data"]["val_fraction"]))
+    enable_mixed_precision(config["train"]["precision"], ctx)  # before any model is built
     rate = measure_train_rate(config, ctx)
     swa_share = config["swa"]["cycles"] * config["swa"]["cycle_epochs"]
     epochs = max(2, math.floor(0.85 * budget_s * rate / train_rows) - swa_share)

@@ -21,7 +21,7 @@ from ..config import load_config
 from .checkpoint import load_state, prepare_run_dir, save_best, save_checkpoint, weights_path, write_json
 from .schedule import swa_schedule
 from .train import (build_codec, build_datasets, build_loader, build_loss, build_model, build_trainer,
-                    evaluate_net, run_epoch)
+                    enable_mixed_precision, evaluate_net, run_epoch)
 
 
 class WeightAverage:
@@ -99,6 +99,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
 
     train_set, val_set = build_datasets(config, data_root, category)
     sampler, loader = build_loader(train_set, config)
+    enable_mixed_precision(str(config["train"]["precision"]), ctx)
     net = build_model(config, category, ctx)
     net.load_parameters(str(weights_path(run_dir)), ctx=ctx)
     codec, batch = build_codec(config), int(config["train"]["batch_size"])
