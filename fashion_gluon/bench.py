@@ -211,11 +211,12 @@ def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
 ALL_MODELS = ("cpn_resnet50", "hourglass")
 
 
-def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256, data_root=None) -> dict:
-    """``fashion-gluon bench data|model|all``: one dict of figures."""
+def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256, data_root=None,
+        rec: bool = False) -> dict:
+    """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO)."""
     result: dict = {"gemm_peak_gflops": gemm_peak_gflops()}
     if what in ("data", "all"):
-        result["data"] = bench_data(data_root)
+        result["data"] = bench_data(data_root, rec=rec or what == "all")
         result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
     if what == "model":
         result["model"] = {model: bench_model(model, batch, size, peak_gflops=result["gemm_peak_gflops"])}

@@ -97,7 +97,7 @@ def cmd_weights(args) -> None:
 def cmd_bench(args) -> None:
     from . import bench
     result = bench.run(args.what, model=args.model, batch=args.batch, size=args.size,
-                       data_root=args.data_root)
+                       data_root=args.data_root, rec=args.rec)
     print(json.dumps(result, indent=1) if args.json else bench.format_result(result))
 
 
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--data-root", help="images to read (default: a small synthetic set)")
+    p.add_argument("--rec", action="store_true", help="data: also time the same pipeline from a RecordIO pack")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
