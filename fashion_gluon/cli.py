@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import FashionGluonError
@@ -189,7 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_all_cores() -> None:
+    """MXNet's CPU build starts one OpenMP thread per op on this kind of machine unless told
+    otherwise; use every core this process may run on (an explicit OMP_NUM_THREADS wins).
+    Must run before mxnet is imported."""
+    if "mxnet" not in sys.modules:
+        os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+
 def main(argv: "list[str] | None" = None) -> int:
+    use_all_cores()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -50,3 +50,17 @@ def test_summary_prints_params_and_gmacs(capsys):
     assert "parameters  25.44 M" in capsys.readouterr().out
     assert main(["summary", "hourglass_small", "--input", "128x96"]) == 2
     assert "must be positive multiples of its stride 64" in capsys.readouterr().err
+
+
+def test_cli_uses_every_core_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+    code = ("import os; from fashion_gluon.cli import use_all_cores; use_all_cores(); "
+            "print(os.environ['OMP_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(len(os.sched_getaffinity(0)))
+    env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
