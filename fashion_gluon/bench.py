@@ -1,7 +1,34 @@
 """Speed benchmarks: the fp32 GEMM peak of the machine and a model's inference
-and training throughput as a share of it.
+and training throughput as a share of it. Times are the best of a few runs
+(the machine is shared); training FLOPs are taken as 3× the forward's.
 
-FINDINGS (filled in below from measurements on this machine)
+Findings, mxnet 1.9.1 (oneDNN) on 2 vCPUs (AMD EPYC, AVX-512), batch 8, 256²,
+K = 24, measured with ``bench_model`` and interleaved in-process comparisons:
+
+* OMP_NUM_THREADS must be set (to the core count) before mxnet is imported:
+  unset, mxnet assumes hyper-threading and runs 1 OpenMP thread on this VM.
+  GEMM peak (n = 2048 ``mx.nd.dot``; oneDNN FullyConnected alike) 92-109
+  GFLOP/s unset vs 186-216 with OMP_NUM_THREADS=2; cpn_resnet50 inference
+  89 → 162-173, training 62 → 113-118 GFLOP/s. The shares stay the same.
+* OMP_WAIT_POLICY=PASSIVE: same speed on a quiet machine; when other processes
+  compete for the cores, the default spinning 2-thread teams slow small ops by
+  10-60× (a 0.05 ms ReLU took 4-8 ms) while PASSIVE stays at ~1-thread speed.
+  Use it when sharing cores (parallel tests, several jobs).
+* MXNET_ENGINE_TYPE=NaiveEngine, MXNET_SUBGRAPH_BACKEND=MKLDNN and
+  MXNET_OPTIMIZER_AGGREGATION_SIZE=60: no measurable change (a hybridized
+  static graph runs as one CachedOp; the SGD update is < 3 % of a step).
+* ``net.optimize_for(x, backend='MKLDNN')``: +7 % inference on gluoncv's
+  simple_pose_resnet50_v1b, but it fails on the registry's CPN and hourglass
+  models ("Shape inconsistent" inside sg_mkldnn_conv_bn_act / conv_add, an
+  mxnet 1.9.1 partitioner bug), so it is not used.
+* cpn_resnet50: inference 8.3-8.8 img/s = 80-82 % of the GEMM peak, training
+  1.93-1.99 img/s = 54-58 %. The backbone trains at ~73 %, the CPN head at
+  ~42 %: oneDNN's backward of a 3×3 conv to K outputs, K not a multiple of 16,
+  after BN/ReLU is slow (conv1x1-BN-ReLU-conv3x3 on 8×256×64×64, 1 thread:
+  1033 ms to 24 outputs, 446 ms to 17, 282 ms to 32). Computing the heatmap
+  convs with zero-padded weights to 32 outputs and slicing K raises training
+  to 164-169 GFLOP/s = 78-83 % of peak (inference unchanged; K = 17: 146 → 157).
+* hourglass (4 stacks): inference 5.87 img/s = 93 %, training 1.74 img/s = 83 %.
 """
 from __future__ import annotations
 
@@ -247,3 +274,4 @@ def format_result(result: dict) -> str:
         if "train_bf16_img_per_s" in figures:
             lines.append(f"  training bf16 {figures['train_bf16_img_per_s']:.2f} img/s")
     return "\n".join(lines)
+

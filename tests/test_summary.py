@@ -144,4 +144,3 @@ def test_bench_model_smoke_and_derived_figures():
     assert result["gemm_peak_gflops"] == 100.0
     assert result["train_peak_share"] == pytest.approx(result["train_gflops"] / 100.0)
     assert result["infer_img_per_s"] > 0 and result["train_img_per_s"] > 0
-
