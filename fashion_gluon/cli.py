@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .errors import FashionGluonError
 
@@ -68,16 +69,19 @@ def cmd_train(args) -> None:
 
 def cmd_swa(args) -> None:
     from .engine.swa import run_swa
-    result = run_swa(args.checkpoint, _data_root(args), args.out, args.cycles, args.cycle_epochs,
-                     args.lr_max, args.lr_min, ctx=_ctx(args.ctx))
+    result = run_swa(args.checkpoint, data_root_of(args.data_root, args.checkpoint), args.out, args.cycles,
+                     args.cycle_epochs, args.lr_max, args.lr_min, ctx=_ctx(args.ctx))
     print(json.dumps(result))
 
 
-def _data_root(args) -> str:
-    if args.data_root:
-        return args.data_root
-    from .engine.checkpoint import load_state
-    return load_state(args.checkpoint)["data_root"]
+def data_root_of(data_root: "str | None", checkpoint) -> str:
+    """``data_root`` if given, else the data ``checkpoint`` (a run or an export) was trained on."""
+    if data_root:
+        return data_root
+    from .engine.checkpoint import LAST, load_state, read_json
+    from .export import META
+    checkpoint = Path(checkpoint)
+    return load_state(checkpoint)["data_root"] if (checkpoint / LAST).exists() else read_json(checkpoint / META)["data_root"]
 
 
 def cmd_summary(args) -> None:

@@ -27,21 +27,12 @@ def _ctx(text: str):
     return parse_ctx(text)
 
 
-def _data_root(args) -> str:
-    """``--data-root``, else the data the first checkpoint was trained on."""
-    if args.data_root:
-        return args.data_root
-    from .engine.checkpoint import LAST, load_state, read_json
-    from .export import META
-    first = Path(args.checkpoint[0])
-    return load_state(first)["data_root"] if (first / LAST).exists() else read_json(first / META)["data_root"]
-
-
 def cmd_predict(args) -> None:
+    from .cli import data_root_of
     from .data.dataset import layout_paths
     from .metrics import format_table, normalized_error
     from .predict import Predictor, save_submission
-    data_root = _data_root(args)
+    data_root = data_root_of(args.data_root, args.checkpoint[0])
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
                           precision=args.precision)
