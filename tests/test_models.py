@@ -8,7 +8,7 @@ from mxnet import gluon
 
 from fashion_gluon.models import (CPN, Backbone, StackedHourglass, build_model, check_input_size,
                                   get_model, list_models)
-from fashion_gluon.models.backbones import Upsample
+from fashion_gluon.models.backbones import HeatmapConv, Upsample
 
 ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_resnet18", "cpn_resnet50", "cpn_se_resnet50",
               "cpn_se_resnext50", "hourglass", "hourglass_small"]
@@ -220,3 +220,32 @@ def test_bilinear_models_build_and_keep_shapes():
     net = get_model("cpn_resnet18", K, channels=32, upsample="bilinear")
     outputs = net(mx.nd.random.normal(shape=(1, 3) + SIZE))
     assert [o.shape for o in outputs] == [(1, K, SIZE[0] // 4, SIZE[1] // 4)] * 5
+
+
+@pytest.mark.parametrize("num_keypoints", [4, 16, 24])
+def test_heatmap_conv_equals_conv2d_in_outputs_and_gradients(num_keypoints):
+    """The zero filters HeatmapConv pads to a multiple of 16 change nothing: outputs, input and
+    weight gradients equal nn.Conv2D's with the same parameters, imperative and hybridized, and
+    the stored parameters keep Conv2D's names and shapes."""
+    mx.random.seed(1)
+    padded = HeatmapConv(num_keypoints, 8)
+    padded.initialize()
+    padded.bias.set_data(mx.nd.random.normal(shape=(num_keypoints,)))
+    plain = gluon.nn.Conv2D(num_keypoints, 3, padding=1, in_channels=8)
+    plain.initialize()
+    plain.weight.set_data(padded.weight.data())
+    plain.bias.set_data(padded.bias.data())
+    assert [p.shape for p in padded.collect_params().values()] == [(num_keypoints, 8, 3, 3), (num_keypoints,)]
+    x = mx.nd.random.normal(shape=(2, 8, 10, 12))
+    results = []
+    for net, hybridize in ((plain, False), (padded, False), (padded, True)):
+        if hybridize:
+            net.hybridize(static_alloc=True, static_shape=True)
+        x.attach_grad()
+        with mx.autograd.record():
+            y = net(x)
+            (y * y).sum().backward()
+        results.append([y.asnumpy(), x.grad.asnumpy(), net.weight.grad().asnumpy(), net.bias.grad().asnumpy()])
+    for result in results[1:]:
+        for got, want in zip(result, results[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock, nn
 
-from .backbones import HEATMAP_INIT, Backbone, KeypointNet, Upsample, conv_bn
+from .backbones import Backbone, HeatmapConv, KeypointNet, Upsample, conv_bn
 
 NUM_LEVELS = 4
 
@@ -42,11 +42,6 @@ class Bottleneck(HybridBlock):
         return F.relu(self.body(x) + residual)
 
 
-def heatmap_conv(num_keypoints: int, in_channels: int) -> nn.Conv2D:
-    """The 3×3 convolution that predicts K heatmaps."""
-    return nn.Conv2D(num_keypoints, 3, padding=1, in_channels=in_channels, weight_initializer=HEATMAP_INIT)
-
-
 class GlobalNet(HybridBlock):
     """Feature pyramid with a heatmap head per level. Inputs and outputs are coarse → fine.
 
@@ -68,7 +63,7 @@ class GlobalNet(HybridBlock):
                     step.add(Upsample(strides[level - 1] // stride, upsample), conv_bn(channels, 1, channels, relu=False))
                     self.topdown.add(step)
                 head = nn.HybridSequential()
-                head.add(conv_bn(channels, 1, channels), heatmap_conv(num_keypoints, channels),
+                head.add(conv_bn(channels, 1, channels), HeatmapConv(num_keypoints, channels),
                          Upsample(stride // KeypointNet.output_stride, upsample))
                 self.heads.add(head)
 
@@ -96,7 +91,7 @@ class RefineNet(HybridBlock):
                 branch.add(Upsample(stride // KeypointNet.output_stride, upsample))
                 self.branches.add(branch)
             self.fuse = Bottleneck(channels, channels * len(strides))
-            self.predict = heatmap_conv(num_keypoints, channels)
+            self.predict = HeatmapConv(num_keypoints, channels)
 
     def hybrid_forward(self, F, *pyramid):
         branches = [self.branches[level](p) for level, p in enumerate(pyramid)]
