@@ -99,7 +99,7 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     swa_share = config["swa"]["cycles"] * config["swa"]["cycle_epochs"]
     epochs = max(2, math.floor(0.85 * budget_s * rate / train_rows) - swa_share)
     config["train"].update(epochs=epochs, time_budget_s=budget_s)
-    print(f"[2/6] training cpn_resnet18 on all categories: {train_rows} images, ~{rate:.1f} img/s "
+    print(f"[2/6] training {config['model']['name']} on all categories: {train_rows} images, ~{rate:.1f} img/s "
           f"measured -> {epochs} epochs within {budget_s:.0f} s")
     fit(data_root, "all", run_dir, config, ctx=ctx, progress=progress)
 

@@ -10,7 +10,7 @@ from fashion_gluon.models import (CPN, Backbone, StackedHourglass, build_model, 
                                   get_model, list_models)
 from fashion_gluon.models.backbones import HeatmapConv, Upsample
 
-ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_resnet18", "cpn_resnet50", "cpn_se_resnet50",
+ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_mobilenetv2_0.5", "cpn_mobilenetv2_1.0", "cpn_resnet18", "cpn_resnet50", "cpn_se_resnet50",
               "cpn_se_resnext50", "hourglass", "hourglass_small"]
 # The paper anchors' 17 keypoints; a small non-square input that every model accepts.
 K, SIZE = 17, (64, 128)
@@ -79,7 +79,8 @@ def test_initialized_outputs_are_finite_with_batch_shape(forwards, name):
 
 def test_model_strides():
     strides = {name: build_model(name, K).stride for name in ALL_MODELS}
-    assert strides == {"cpn_detnet50": 16, "cpn_detresnext50": 16, "cpn_resnet18": 32, "cpn_resnet50": 32,
+    assert strides == {"cpn_detnet50": 16, "cpn_detresnext50": 16, "cpn_mobilenetv2_0.5": 32,
+                       "cpn_mobilenetv2_1.0": 32, "cpn_resnet18": 32, "cpn_resnet50": 32,
                        "cpn_se_resnet50": 32, "cpn_se_resnext50": 32, "hourglass": 64, "hourglass_small": 64}
 
 
@@ -99,11 +100,14 @@ def test_detnet_backbone_strides_and_channels(backbone):
                           for c, s in zip((256, 512, 1024, 1024, 1024), (4, 8, 16, 16, 16))]
 
 
-def test_resnet_backbone_returns_c2_to_c5():
-    backbone = Backbone("resnet18_v1b")
+@pytest.mark.parametrize("name, channels", [("resnet18_v1b", (64, 128, 256, 512)),
+                                           ("mobilenetv2_0.5", (12, 16, 48, 160))])
+def test_backbone_returns_strides_4_to_32(name, channels):
+    backbone = Backbone(name)
     backbone.initialize()
     features = backbone(mx.nd.zeros((1, 3, 64, 96)))
-    assert [f.shape for f in features] == [(1, 64, 16, 24), (1, 128, 8, 12), (1, 256, 4, 6), (1, 512, 2, 3)]
+    assert backbone.channels == channels and backbone.strides == (4, 8, 16, 32)
+    assert [f.shape for f in features] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))]
 
 
 def test_unknown_backbone_error():

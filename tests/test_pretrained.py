@@ -75,6 +75,12 @@ def test_detnet_loads_resnet50_weights_into_shared_stages(mxnet_home, tmp_path):
     assert_trunk_equals(trunk_weights(net, tmp_path), saved, ("fc.", "layer4."))
 
 
+def test_mobilenet_loads_the_features_it_keeps(mxnet_home, tmp_path):
+    saved = save_classifier("mobilenetv2_0.5", store_file(mxnet_home, "mobilenetv2_0.5"))
+    net = get_model("cpn_mobilenetv2_0.5", 5, pretrained=True, channels=32)
+    assert_trunk_equals(trunk_weights(net, tmp_path), saved, ("output.",) + tuple(f"features.{i}." for i in range(20, 24)))
+
+
 def test_detresnext_loads_legacy_se_resnext50_file(tmp_path):
     path = tmp_path / "se_resnext50.params"
     saved = save_classifier("se_resnext50_32x4d", path, legacy=True)
@@ -133,6 +139,8 @@ def test_backbone_weight_status(mxnet_home):
         WeightStatus("resnet50_v1b", store_file(mxnet_home, "resnet50_v1b"), False),
         WeightStatus("se_resnet50_v1", None, False),
         WeightStatus("se_resnext50_32x4d", store_file(mxnet_home, "se_resnext50_32x4d"), False),
+        WeightStatus("mobilenetv2_1.0", store_file(mxnet_home, "mobilenetv2_1.0"), False),
+        WeightStatus("mobilenetv2_0.5", store_file(mxnet_home, "mobilenetv2_0.5"), False),
     ]
 
 

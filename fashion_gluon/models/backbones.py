@@ -18,6 +18,8 @@ backbone                layers taken from gluoncv   returned strides    returned
 ``detnet59``            ``resnet50_v1b`` 1–3 + 2    4, 8, 16, 16, 16    256, 512, 1024 ×3
 ``detresnext50``        ``se_resnext50_32x4d`` 1–3  4, 8, 16, 16, 16    256, 512, 1024 ×3
                         + 2 dilated stages
+``mobilenetv2_1.0``     ``features`` 0–19           4, 8, 16, 32        24, 32, 96, 320
+``mobilenetv2_0.5``     ``features`` 0–19           4, 8, 16, 32        12, 16, 48, 160
 ======================  ==========================  ==================  ===================
 
 DetNet stages (Li et al. 2018): 3 bottlenecks each, 3×3 convolutions with
@@ -162,23 +164,22 @@ class ResNetV1bTrunk(HybridBlock):
 
 
 class FeaturesTrunk(HybridBlock):
-    """Stem (4 layers) and the first ``num_stages`` stages of a gluoncv classifier whose layers
-    form one ``features`` sequence (ResNet v1 / SE-ResNet, ResNeXt / SE-ResNeXt)."""
+    """The layers of a gluoncv classifier whose layers form one ``features`` sequence (ResNet v1 /
+    SE-ResNet, ResNeXt / SE-ResNeXt, MobileNetV2) up to the last of ``taps``, returning the
+    outputs of the layers at the indices ``taps``."""
 
-    STEM_LAYERS = 4
-
-    def __init__(self, net: HybridBlock, num_stages: int, **kwargs):
+    def __init__(self, net: HybridBlock, taps: tuple[int, ...], **kwargs):
         super().__init__(**kwargs)
-        self.classifier_prefix = net.prefix
+        self.classifier_prefix, self.taps = net.prefix, tuple(taps)
         self.features = nn.HybridSequential(prefix="")
-        for i in range(self.STEM_LAYERS + num_stages):
+        for i in range(max(taps) + 1):
             self.features.add(net.features[i])
 
     def hybrid_forward(self, F, x):
         outputs = []
         for i in range(len(self.features)):
             x = self.features[i](x)
-            if i >= self.STEM_LAYERS:
+            if i in self.taps:
                 outputs.append(x)
         return outputs
 
@@ -220,6 +221,9 @@ class BackboneSpec:
     channels: tuple[int, ...]  # of each returned feature map, fine → coarse
     strides: tuple[int, ...]
     dilated_block: Optional[Callable[[bool], HybridBlock]] = None  # DetNet stages' block
+    # For classifiers with one ``features`` sequence: the indices of the layers whose outputs
+    # are returned (ResNet v1 / ResNeXt: the 4 stages after a 4-layer stem).
+    feature_taps: tuple[int, ...] = (4, 5, 6, 7)
 
     @property
     def num_extra_stages(self) -> int:
@@ -235,6 +239,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     "se_resnext50_32x4d": BackboneSpec("se_resnext50_32x4d", _RESNET50_CHANNELS, (4, 8, 16, 32)),
     "detnet59": BackboneSpec("resnet50_v1b", _DETNET_CHANNELS, (4, 8, 16, 16, 16), dilated_bottleneck_v1b),
     "detresnext50": BackboneSpec("se_resnext50_32x4d", _DETNET_CHANNELS, (4, 8, 16, 16, 16), dilated_se_resnext),
+    # MobileNetV2: the last inverted-residual block of each stride (the 1280-wide 1×1 head is left out).
+    "mobilenetv2_1.0": BackboneSpec("mobilenetv2_1.0", (24, 32, 96, 320), (4, 8, 16, 32), feature_taps=(5, 8, 15, 19)),
+    "mobilenetv2_0.5": BackboneSpec("mobilenetv2_0.5", (12, 16, 48, 160), (4, 8, 16, 32), feature_taps=(5, 8, 15, 19)),
 }
 
 
@@ -251,8 +258,10 @@ class Backbone(HybridBlock):
         num_trunk_stages = len(spec.strides) - spec.num_extra_stages
         with self.name_scope():
             net = gluoncv_model(spec.imagenet_name)
-            trunk_class = ResNetV1bTrunk if hasattr(net, "layer1") else FeaturesTrunk
-            self.trunk = trunk_class(net, num_trunk_stages)
+            if hasattr(net, "layer1"):
+                self.trunk = ResNetV1bTrunk(net, num_trunk_stages)
+            else:
+                self.trunk = FeaturesTrunk(net, spec.feature_taps[:num_trunk_stages])
             self.extra = nn.HybridSequential()
             for _ in range(spec.num_extra_stages):
                 stage = nn.HybridSequential()

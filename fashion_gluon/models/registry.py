@@ -21,6 +21,8 @@ MODELS: dict[str, Callable[..., KeypointNet]] = {
     "cpn_se_resnext50": partial(CPN, "se_resnext50_32x4d"),
     "cpn_detnet50": partial(CPN, "detnet59"),
     "cpn_detresnext50": partial(CPN, "detresnext50"),
+    "cpn_mobilenetv2_1.0": partial(CPN, "mobilenetv2_1.0"),
+    "cpn_mobilenetv2_0.5": partial(CPN, "mobilenetv2_0.5"),
 }
 
 
