@@ -17,5 +17,6 @@ def test_demo_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0, name
     data = out / "data" / "test"
     assert validate_submission(data / "test.csv", out / "submission.csv", data) == []
-    assert 0 < summary["test_ne_flip"] < 1000 and summary["epochs"] >= 2
-    assert "overall" in done.stdout and "test NE (flip)" in done.stdout
+    assert 0 < summary["test_ne_tta"] < 1000 and 0 < summary["val_ne_tta"] < 1000 and summary["epochs"] >= 2
+    assert summary["test_time_scales"] == [1.0, 1.2]
+    assert "overall" in done.stdout and "with flip + scales: val NE" in done.stdout
