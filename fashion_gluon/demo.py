@@ -30,8 +30,8 @@ DEMO_OVERRIDES = [
     "train.warmup_lr=1e-4", "train.batch_size=8", "data.rotate_p=0.0", "data.crop_area=[0.8,1.0]",
     "swa.cycles=2", "swa.cycle_epochs=1",
     "swa.lr_max=1e-4", "swa.lr_min=1e-5",
-    # Validate once, at the end: after the first validation pass training ran ≈ 20 % slower for
-    # the rest of the process here (bf16, 160²; cause not found), i.e. 3 fewer epochs.
+    # Validate once, at the end: each pass costs ≈ 3 s, and with MXNet's threaded engine training
+    # ran 10-20 % slower after the first one (the CLI now uses NaiveEngine on CPU, see cli.py).
     "train.val_every=1000",
 ]
 # Training in fit reaches about this share of measure_train_rate (data loading, checkpoints).

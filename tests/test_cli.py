@@ -64,3 +64,22 @@ def test_cli_uses_every_core_unless_told_otherwise():
     env["OMP_NUM_THREADS"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_cli_picks_naive_engine_only_for_cpu_runs():
+    import os
+    import subprocess
+    import sys
+
+    def engine(argv: list, **extra) -> str:
+        code = ("import os, sys; from fashion_gluon.cli import use_naive_engine_on_cpu; "
+                "use_naive_engine_on_cpu(sys.argv[1:]); print(os.environ.get('MXNET_ENGINE_TYPE', 'unset'))")
+        env = {k: v for k, v in os.environ.items() if k not in ("MXNET_ENGINE_TYPE", "DMLC_ROLE")}
+        out = subprocess.run([sys.executable, "-c", code, *argv], env={**env, **extra},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert engine(["train", "--ctx", "cpu"]) == "NaiveEngine"
+    assert engine(["train", "--ctx", "gpu0,gpu1"]) == "unset"
+    assert engine(["train"], DMLC_ROLE="worker") == "unset"
+    assert engine(["train"], MXNET_ENGINE_TYPE="ThreadedEngine") == "ThreadedEngine"
