@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fashion_gluon.data.synthetic import (VARY_SIZE_RANGE, draw_garment, generate_dataset, image_name,
+from fashion_gluon.data.synthetic import (VARY_SIZE_RANGE, draw_garment, ensure_dataset, generate_dataset, image_name,
                                           render_sample, sample_garment, split_counts)
 from fashion_gluon.errors import ConfigError
 from fashion_gluon.keypoints import (CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS,
@@ -226,3 +226,13 @@ def test_unknown_category_is_reported():
     with pytest.raises(ConfigError, match=r"^unknown category 'hat'; expected one of blouse, outwear, dress, "
                                           r"skirt, trousers$"):
         draw_garment("hat", np.random.default_rng(0))
+
+
+def test_ensure_dataset_generates_once_and_leaves_existing_data_alone(tmp_path):
+    root = tmp_path / "data"
+    created = ensure_dataset(root, per_category=2, seed=3, image_size=(64, 64), progress=False)
+    assert created is not None and created["images"] == 10
+    train_csv = root / "train" / "Annotations" / "train.csv"
+    before = train_csv.read_bytes()
+    assert ensure_dataset(root, per_category=5, seed=4, image_size=(64, 64), progress=False) is None
+    assert train_csv.read_bytes() == before

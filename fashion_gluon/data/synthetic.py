@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
 from ..keypoints import CATEGORIES, CATEGORY_KEYPOINTS, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS
 from .annotations import Annotations, write_annotations
@@ -618,6 +618,17 @@ def _run(tasks: list[_Task], workers: int, progress: bool) -> list[tuple[str, np
 def _annotations(results: list[tuple[str, np.ndarray]], tasks: list[_Task]) -> Annotations:
     keypoints = np.stack([k for _, k in results]) if results else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
     return Annotations([i for i, _ in results], [CATEGORIES[t.category_index] for t in tasks], keypoints)
+
+
+def ensure_dataset(root: "str | os.PathLike", **kwargs) -> "dict | None":
+    """``generate_dataset(root, **kwargs)`` unless ``root`` already holds a FashionAI training
+    split (real or synthetic data alike are then left untouched and None is returned)."""
+    from .dataset import layout_paths  # imports mxnet, which generating data does not need
+    try:
+        layout_paths(root, "train")
+    except DataError:
+        return generate_dataset(root, **kwargs)
+    return None
 
 
 def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: int = 0,
