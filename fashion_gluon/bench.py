@@ -29,7 +29,8 @@ K = 24, measured with ``bench_model`` and interleaved in-process comparisons:
   convs with zero-padded weights to 32 outputs and slicing K raises training
   to 164-169 GFLOP/s = 78-83 % of peak (inference unchanged; K = 17: 146 → 157).
   ``models.backbones.HeatmapConv`` does this; with it ``bench all`` measures
-  cpn_resnet50 at 8.3 img/s inference (89 %) and 2.85 img/s training (91 %).
+  cpn_resnet50 at 8.3 img/s inference (89 %) and 2.85 img/s training (91 %) of a
+  best-of-5 peak of 183 GFLOP/s; 8.4 / 2.8 img/s = 78 / 79 % of a best-of-20 peak of 210.
 * hourglass (4 stacks): inference 5.87 img/s = 93 %, training 1.74 img/s = 83 %.
 """
 from __future__ import annotations
@@ -58,9 +59,10 @@ def best_seconds(fn: Callable[[], object], warmup: int, iters: int) -> float:
     return min(times)
 
 
-def gemm_peak_gflops(ctx: mx.Context = mx.cpu(), n: int = 2048, repeats: int = 5) -> float:
+def gemm_peak_gflops(ctx: mx.Context = mx.cpu(), n: int = 2048, repeats: int = 20) -> float:
     """Measured fp32 GEMM peak in GFLOP/s: the fastest of ``repeats`` n×n by n×n
-    ``mx.nd.dot`` products (2·n³ floating-point operations each)."""
+    ``mx.nd.dot`` products (2·n³ floating-point operations each). On this shared 2-core
+    machine single measurements ranged 143-210 GFLOP/s, hence many repeats (≈ 0.1 s each)."""
     a = mx.nd.random.uniform(shape=(n, n), ctx=ctx)
     b = mx.nd.random.uniform(shape=(n, n), ctx=ctx)
     seconds = best_seconds(lambda: mx.nd.dot(a, b).wait_to_read(), warmup=1, iters=repeats)
