@@ -72,11 +72,11 @@ def layer_macs(block: gluon.HybridBlock, input_shape: tuple) -> dict:
     """Multiply-adds of every Convolution, Deconvolution and FullyConnected node
     of the block's graph on ``input_shape`` (N, C, H, W), by node name.
 
-    Convolution and FullyConnected: output positions (output elements / output
-    channels) × weight elements; Deconvolution: input elements × the weight's
-    shape without its first axis. The weight is the parameter the node's weight
-    input is computed from, so zero filters that :class:`~.models.backbones.HeatmapConv`
-    adds in the graph for speed (and slices off) are not counted.
+    Convolution: output elements × C_in/groups × kh × kw; Deconvolution: input
+    elements × C_out/groups × kh × kw; FullyConnected: output elements × in_units
+    (each is its weight's shape without the first axis). Only filters of the
+    weight parameter count: zero filters that :class:`~.models.backbones.HeatmapConv`
+    adds in the graph for speed (and slices off) are left out.
     """
     sym = to_symbol(block)
     internals = sym.get_internals()
@@ -88,13 +88,11 @@ def layer_macs(block: gluon.HybridBlock, input_shape: tuple) -> dict:
             continue
         output = node["name"] + "_output"
         data, weight = internals[output].get_children()[:2]
-        weight = shapes[_parameter_of(weight).list_outputs()[0]]
-        if node["op"] == "Deconvolution":
-            count = np.prod(shapes[data.list_outputs()[0]], dtype=np.int64) * np.prod(weight[1:], dtype=np.int64)
-        else:
-            out = shapes[output]
-            count = np.prod(out, dtype=np.int64) // out[1] * np.prod(weight, dtype=np.int64)
-        macs[node["name"]] = int(count)
+        in_graph = shapes[weight.list_outputs()[0]]
+        stored = shapes[_parameter_of(weight).list_outputs()[0]]
+        counted = shapes[data.list_outputs()[0]] if node["op"] == "Deconvolution" else shapes[output]
+        macs[node["name"]] = int(np.prod(counted, dtype=np.int64) * np.prod(in_graph[1:], dtype=np.int64)
+                                 * stored[0] // in_graph[0])
     return macs
 
 
