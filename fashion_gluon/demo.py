@@ -78,12 +78,6 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     return steps * batch / (time.time() - tic)
 
 
-def _predict_rows(predictor: Predictor, dataset: FashionAIDataset) -> np.ndarray:
-    """Keypoints (N, 24, 2) of every row of ``dataset``, in row order."""
-    rows = dataset.annotations
-    return predictor.predict([dataset.image_path(i) for i in range(len(rows))], rows.categories)
-
-
 def _pictures(out: Path, dataset: FashionAIDataset, pred: np.ndarray, count: int = 12) -> Path:
     """Prediction-vs-truth overlays of the worst and best test images, as one gallery."""
     ann = dataset.annotations
@@ -128,14 +122,11 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
 
     print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))})")
     predictor = Predictor([final_dir], flip=True, scales=TEST_SCALES, ctx=ctx, progress=progress)
-    val_set = FashionAIDataset(data_root, "all", "val", val_fraction=config["data"]["val_fraction"],
-                               split_seed=config["data"]["split_seed"], check=False)
-    val_result = normalized_error(_predict_rows(predictor, val_set), val_set.annotations.keypoints,
-                                  val_set.annotations.categories)
-    test_set = FashionAIDataset(data_root, "all", "test", check=False)
-    pred = _predict_rows(predictor, test_set)
+    val_rows, val_pred = predictor.predict_split(data_root, "val")
+    val_result = normalized_error(val_pred, val_rows.keypoints, val_rows.categories)
+    test_rows, pred = predictor.predict_split(data_root, "test")
     submission = out / "submission.csv"
-    write_submission(submission, test_set.annotations.image_ids, test_set.annotations.categories, pred)
+    write_submission(submission, test_rows.image_ids, test_rows.categories, pred)
     problems = validate_submission(data_root / "test" / "test.csv", submission, data_root / "test")
     if problems:
         raise DataError("the demo submission is invalid:\n" + "\n".join(problems))
@@ -143,7 +134,7 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     print("[5/6] evaluating")
     test_result = evaluate_csv(data_root / "test" / "annotations.csv", submission)
     plot_per_keypoint(test_result, out / "per_keypoint.png")
-    _pictures(out, test_set, pred)
+    _pictures(out, FashionAIDataset(data_root, "all", "test", check=False), pred)  # same rows
 
     summary = {
         "seconds": round(time.time() - started, 1), "epochs": epochs, "test_time_scales": list(TEST_SCALES),
