@@ -16,10 +16,6 @@ from typing import Sequence
 
 import numpy as np
 
-#: σ factors of the CPN targets: the 4 GlobalNet levels coarse → fine, then RefineNet.
-CPN_SIGMA_FACTORS: tuple[float, ...] = (2.4, 1.73, 1.37, 1.0, 1.0)
-
-
 class HeatmapCodec:
     """Keypoints <-> Gaussian heatmaps.
 
@@ -43,12 +39,6 @@ class HeatmapCodec:
         self.sigma = float(sigma)
         self.sigma_factors = tuple(float(f) for f in sigma_factors)
         self.heatmap_size = (height // stride, width // stride)
-
-    @classmethod
-    def for_cpn(cls, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4) -> "HeatmapCodec":
-        """Codec whose L = 5 targets line up with the CPN outputs: the 4 GlobalNet levels
-        coarse → fine (σ × 2.4, 1.73, 1.37, 1.0), then RefineNet (σ × 1.0)."""
-        return cls(input_size, stride, sigma, CPN_SIGMA_FACTORS)
 
     @property
     def sigmas(self) -> np.ndarray:

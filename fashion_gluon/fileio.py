@@ -1,7 +1,8 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes (a reader never sees a half-written file) and JSON files."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -44,3 +45,15 @@ def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterat
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_json(path: "str | os.PathLike", payload: dict) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_write(path) as handle:
+        json.dump(payload, handle, indent=1)
+
+
+def read_json(path: "str | os.PathLike") -> dict:
+    """A JSON object from ``path``."""
+    with open(path) as handle:
+        return json.load(handle)

@@ -10,7 +10,7 @@ Every loss is a HybridBlock called as ``loss(pred, target, weight)`` with
 
 Normalization (one rule everywhere): the per-keypoint loss is the pixel mean
 of the squared error, optionally weighted per pixel by ``1 + fg_weight * target``
-(foreground weighting, needed when training from scratch, see design.md §2),
+(foreground weighting: from-scratch training needs it, see docs/recipes.md),
 times the keypoint's weight. A batch loss is the weighted mean over the
 counted keypoints, ``sum(w * l) / max(sum(w), 1)``: with 0/1 weights it is the
 mean over the keypoints that count, independent of how many are absent, and a
@@ -180,15 +180,3 @@ class HourglassLoss(gluon.HybridBlock):
         """Total loss (1,): the sum over all stacks."""
         intermediate, last = self.parts(outputs, target, weight)
         return intermediate + last
-
-
-def loss_for_model(name: str, top_k: "int | None" = None, fg_weight: float = 0.0,
-                   use_ohkm: bool = False) -> gluon.HybridBlock:
-    """The training loss of a registry model by its name's family: ``cpn*`` →
-    CPNLoss, ``hourglass*`` → HourglassLoss, anything else (one heatmap output)
-    → MaskedMSELoss."""
-    if name.startswith("cpn"):
-        return CPNLoss(top_k=top_k, fg_weight=fg_weight)
-    if name.startswith("hourglass"):
-        return HourglassLoss(use_ohkm=use_ohkm, top_k=top_k, fg_weight=fg_weight)
-    return MaskedMSELoss(fg_weight)

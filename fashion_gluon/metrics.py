@@ -30,8 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .keypoints import (CATEGORIES, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS, category_mask,
+from .data.annotations import read_annotations
+from .data.submission import match_rows, read_submission
+from .schema import (CATEGORIES, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS, category_mask,
                         check_category)
 
 
@@ -160,17 +161,6 @@ class NEMeter:
                           np.concatenate(self._skipped), np.asarray(self._categories, dtype=object))
 
 
-def _match_rows(truth_ids: Sequence[str], pred_ids: Sequence[str], pred_path) -> np.ndarray:
-    """Row of ``pred_ids`` (unique) holding each of ``truth_ids``; DataError naming the
-    images that have no prediction."""
-    position = {image_id: row for row, image_id in enumerate(pred_ids)}
-    missing = [i for i in truth_ids if i not in position]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise DataError(f"{len(missing)} image(s) of the truth have no prediction: {shown}", pred_path)
-    return np.array([position[i] for i in truth_ids], dtype=np.int64)
-
-
 def evaluate_csv(truth_csv: "str | os.PathLike", pred_csv: "str | os.PathLike") -> dict:
     """:func:`normalized_error` of a submission CSV against an annotation CSV.
 
@@ -181,16 +171,9 @@ def evaluate_csv(truth_csv: "str | os.PathLike", pred_csv: "str | os.PathLike") 
     when the prediction lacks images of the truth or gives an image another
     category.
     """
-    from .data.annotations import read_annotations, read_submission
-
     truth = read_annotations(truth_csv)
     pred = read_submission(pred_csv)
-    rows = _match_rows(truth.image_ids, pred.image_ids, pred_csv)
-    for truth_row, pred_row in enumerate(rows):
-        if pred.categories[pred_row] != truth.categories[truth_row]:
-            raise DataError(f"image {truth.image_ids[truth_row]!r} is {truth.categories[truth_row]!r} "
-                            f"in the truth but {pred.categories[pred_row]!r} here",
-                            pred_csv, int(pred_row) + 2, "image_category")
+    _, rows = match_rows(truth, pred, truth_csv, pred_csv)
     return normalized_error(pred.keypoints[rows, :, :2], truth.keypoints, truth.categories)
 
 

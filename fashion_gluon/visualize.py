@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .fileio import atomic_write
-from .keypoints import SKELETON, category_indices
+from .schema import SKELETON, category_indices
 from .metrics import normalizing_distance
 
 Color = tuple[int, int, int]

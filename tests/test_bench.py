@@ -1,5 +1,5 @@
 """The benchmark command's plumbing (figures themselves are recorded in the README, not asserted)."""
-from fashion_gluon import bench
+from fashion_gluon.tools import bench
 
 
 def test_bench_data_reports_every_size_and_source(tmp_path):

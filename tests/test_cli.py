@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from fashion_gluon.cli import build_parser, main
-from fashion_gluon.data.annotations import read_annotations, write_submission
+from fashion_gluon.cli import main
+from fashion_gluon.cli.parser import build_parser
+from fashion_gluon.data.annotations import read_annotations
+from fashion_gluon.data.submission import write_submission
 
 
 def test_every_subcommand_has_help(capsys):

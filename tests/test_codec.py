@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from fashion_gluon.codec import HeatmapCodec
+from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.data import transforms as T
-from fashion_gluon.keypoints import flip_permutation
+from fashion_gluon.schema import flip_permutation
 
 SIZE = (64, 96)  # (H, W) input -> (16, 24) heatmaps at stride 4
 
@@ -66,7 +67,7 @@ def test_flip_back_matches_the_transforms_flip():
     rng = np.random.default_rng(2)
     xy = rng.uniform(0, 63, (len(perm), 2))
     sample = T.Sample.from_image(np.zeros(SIZE + (3,), np.uint8), np.hstack([xy, np.ones((len(perm), 1))]), perm)
-    codec = HeatmapCodec.for_cpn(SIZE)
+    codec = CPN_FAMILY.codec(SIZE, 4, 2.0)
     flipped = T.hflip(sample)
     np.testing.assert_allclose(codec.flip_back(codec.encode(sample.keypoints, sample.weights)[0], perm),
                                codec.encode(flipped.keypoints, flipped.weights)[0], atol=1e-6)
@@ -104,7 +105,7 @@ def test_zero_weight_and_invalid_keypoints_give_empty_channels():
 
 
 def test_cpn_targets_widen_coarse_to_fine():
-    codec = HeatmapCodec.for_cpn(SIZE, sigma=2.0)
+    codec = CPN_FAMILY.codec(SIZE, 4, 2.0)
     np.testing.assert_allclose(codec.sigmas, [4.8, 3.46, 2.74, 2.0, 2.0])
     heatmaps, _ = codec.encode([[4 * 10 + 1.5, 4 * 8 + 1.5]], [1])
     assert heatmaps.shape == (5, 1, 16, 24)

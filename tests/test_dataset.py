@@ -4,11 +4,12 @@ import pytest
 from mxnet import gluon
 
 from fashion_gluon.codec import HeatmapCodec
+from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.data.dataset import EpochSampler, FashionAIDataset, load_split, split_rows
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from fashion_gluon.keypoints import CATEGORY_KEYPOINTS
+from fashion_gluon.schema import CATEGORY_KEYPOINTS
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_category_split_holds_only_that_category(root):
 
 
 def test_training_items(root):
-    codec = HeatmapCodec.for_cpn((64, 64))
+    codec = CPN_FAMILY.codec((64, 64), 4, 2.0)
     dataset = FashionAIDataset(root, "trousers", "train", train_transform((64, 64)), codec)
     image, targets, weights = dataset[(3, 0)]
     k = len(CATEGORY_KEYPOINTS["trousers"])

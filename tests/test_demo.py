@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from fashion_gluon.data.annotations import validate_submission
+from fashion_gluon.data.submission import validate_submission
 
 
 def test_demo_end_to_end(tmp_path):

@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from fashion_gluon.cli_scale import register
+from fashion_gluon.cli.scale import register
 from fashion_gluon.data.dataset import EpochSampler
 from fashion_gluon.data.synthetic import generate_dataset
-from fashion_gluon.distributed import (LaunchError, Node, check_port, cluster_env, exit_on_failure,
+from fashion_gluon.engine.distributed import (LaunchError, Node, check_port, cluster_env, exit_on_failure,
                                        fashion_gluon_command, launch, parse_hosts, plan_nodes, ssh_command)
 from fashion_gluon.engine.schedule import training_schedule
-from fashion_gluon.engine.train import TimeBudget, build_trainer, run_epoch, scale_for_workers
+from fashion_gluon.engine.train import run_epoch
+from fashion_gluon.engine.trainer import TimeBudget, build_trainer, scale_for_workers
 from fashion_gluon.errors import FashionGluonError
 
 SAMPLES, BATCH, EPOCHS, LR, WARMUP_LR, SEED = 24, 4, 2, 0.05, 0.01, 3

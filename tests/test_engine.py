@@ -11,12 +11,12 @@ from _tiny import TINY
 
 from fashion_gluon.config import load_config
 from fashion_gluon.engine import train as train_module
-from fashion_gluon.engine.checkpoint import load_state
+from fashion_gluon.runs import load_state
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
 from fashion_gluon.engine.train import TrainingDiverged, fit
 from fashion_gluon.engine.transfer import load_matching
 from fashion_gluon.errors import DataError, FashionGluonError
-from fashion_gluon.keypoints import category_indices
+from fashion_gluon.schema import category_indices
 from fashion_gluon.models import get_model
 
 

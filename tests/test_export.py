@@ -11,14 +11,19 @@ import pytest
 from _tiny import TINY
 from mxnet import gluon
 
-from fashion_gluon.cli_scale import register
+from fashion_gluon.cli.scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.config import load_config
-from fashion_gluon.export import (ExportError, OnnxNet, calibration_loader, evaluate_model, export_onnx, export_run,
-                                  export_symbol, fp32_sum_convs, load_model, load_symbol, onnx_problems, quantize,
-                                  quantize_run, run_dataset, strip_initializer_inputs, to_bf16)
+from fashion_gluon.build import build_eval_dataset
+from fashion_gluon.inference.evaluate import evaluate_model
+from fashion_gluon.inference.export import (ExportError, OnnxNet, export_onnx, export_run, export_symbol, load_symbol,
+                                            onnx_problems, strip_initializer_inputs)
+from fashion_gluon.inference.load import load_model
+from fashion_gluon.cpu import cpu_has_bf16
+from fashion_gluon.inference import quantize as quantize_module
+from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run, to_bf16
 from fashion_gluon.models import get_model
-from fashion_gluon.predict import Predictor
+from fashion_gluon.inference.predictor import Predictor
 
 SIZE = (64, 64)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # SymbolBlock: "Cannot decide type for data"
@@ -110,6 +115,8 @@ def test_onnx_export_refuses_half_pixel_bilinear(tmp_path):
     assert problems == []
 
 
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="no native bf16 on this CPU (AVX512-BF16/AMX)")
+
 # ----------------------------------------------------------------------------- symbol, INT8, bf16
 
 
@@ -125,7 +132,7 @@ def test_symbol_export_round_trip(tmp_path):
 
 def test_calibration_loader_yields_data_label_pairs(tiny_data):
     config = load_config(overrides=TINY)
-    dataset = run_dataset(config, "all", tiny_data, "train")
+    dataset = build_eval_dataset(config, tiny_data, "all", "train")
     loader = calibration_loader(dataset, 5, batch_size=2)
     batches = list(loader)
     assert [b[0].shape for b in batches] == [(2, 3, 64, 64), (2, 3, 64, 64), (1, 3, 64, 64)]
@@ -140,13 +147,13 @@ def test_calibration_loader_yields_data_label_pairs(tiny_data):
 def test_int8_keeps_upsampled_sums_in_fp32_and_stays_close(tiny_data):
     net = tiny_cpn()
     config = load_config(overrides=TINY)
-    calib = calibration_loader(run_dataset(config, "all", tiny_data, "train"), 16, batch_size=8)
+    calib = calibration_loader(build_eval_dataset(config, tiny_data, "all", "train"), 16, batch_size=8)
     net(batch())
     kept = fp32_sum_convs(net._cached_graph[1])
     assert len(kept) == 3, "the GlobalNet's three upsample + add steps"
     qnet = quantize(net, calib)
     assert qnet.stride == net.stride
-    x = next(iter(gluon.data.DataLoader(run_dataset(config, "all", tiny_data, "val"), batch_size=8)))[0]
+    x = next(iter(gluon.data.DataLoader(build_eval_dataset(config, tiny_data, "all", "val"), batch_size=8)))[0]
     expected, got = net(x)[-1].asnumpy(), qnet(x)[-1].asnumpy()
     nodes = json.loads(qnet._cached_graph[1].tojson())["nodes"]
     names = {node["name"] for node in nodes}
@@ -156,6 +163,13 @@ def test_int8_keeps_upsampled_sums_in_fp32_and_stays_close(tiny_data):
     assert relative < 0.1, relative
 
 
+def test_bf16_is_refused_clearly_where_the_cpu_lacks_it(monkeypatch):
+    monkeypatch.setattr(quantize_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ExportError, match="bf16 inference: this CPU has no native bfloat16"):
+        to_bf16(tiny_cpn(), SIZE)
+
+
+@needs_bf16
 def test_bf16_is_close_to_fp32():
     net = tiny_cpn()
     x = batch()
@@ -204,7 +218,7 @@ def test_quantize_cli_writes_a_model_predict_accepts(tiny_run, tiny_data, tmp_pa
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["format"] == "int8" and report["calib_images"] == 12
     ne = report["val"]["ne"]
-    assert set(ne) == {"fp32", "bf16", "int8"}
+    assert set(ne) == ({"fp32", "bf16", "int8"} if cpu_has_bf16() else {"fp32", "int8"})
     assert report["val"]["int8_ne_loss"] == pytest.approx(ne["int8"] - ne["fp32"])
     int8 = load_model(out)
     assert evaluate_model(int8, tiny_data)["ne"] == pytest.approx(ne["int8"])

@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from fashion_gluon.cli_predict import cmd_show
+from fashion_gluon.cli.predict import cmd_show
 from fashion_gluon.codec import HeatmapCodec
-from fashion_gluon.data.annotations import Annotations, read_annotations, read_submission, write_submission
+from fashion_gluon.data.annotations import Annotations, read_annotations
+from fashion_gluon.data.submission import read_submission, write_submission
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.errors import DataError
-from fashion_gluon.inspect import image_folder, match_truth, show, worst_images
-from fashion_gluon.keypoints import NUM_KEYPOINTS, num_keypoints
+from fashion_gluon.data.submission import match_rows
+from fashion_gluon.tools.show import image_folder, show, worst_images
+from fashion_gluon.schema import NUM_KEYPOINTS, num_keypoints
 from fashion_gluon.metrics import per_image_error
-from fashion_gluon.predict import KeypointModel
+from fashion_gluon.inference.model import KeypointModel
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +45,21 @@ def test_image_folder_prefers_test_then_train(layout):
         image_folder(layout, "Images/x.jpg")
 
 
-def test_match_truth_keeps_the_shared_images_in_prediction_order():
+def test_match_rows_pairs_the_shared_images_by_id():
     truth = Annotations(["a", "b", "c"], ["skirt", "blouse", "dress"])
     pred = Annotations(["c", "x", "a"], ["dress", "skirt", "skirt"])
-    pred_rows, truth_rows = match_truth(pred, truth, "p.csv", "t.csv")
-    np.testing.assert_array_equal(pred_rows, [0, 2])
-    np.testing.assert_array_equal(truth_rows, [2, 0])
+    truth_rows, pred_rows = match_rows(truth, pred, "t.csv", "p.csv", missing_ok=True)
+    np.testing.assert_array_equal(truth_rows, [0, 2])
+    np.testing.assert_array_equal(pred_rows, [2, 0])
     with pytest.raises(DataError, match="p.csv, row 2, column 'image_category': image 'c' is 'skirt' here "
                                         "but 'dress' in t.csv"):
-        match_truth(Annotations(["c"], ["skirt"]), truth, "p.csv", "t.csv")
-    with pytest.raises(DataError, match="no image of the prediction is in the truth t.csv"):
-        match_truth(Annotations(["z"], ["skirt"]), truth, "p.csv", "t.csv")
+        match_rows(truth, Annotations(["c"], ["skirt"]), "t.csv", "p.csv", missing_ok=True)
+    with pytest.raises(DataError, match="p.csv: no image is also in t.csv"):
+        match_rows(truth, Annotations(["z"], ["skirt"]), "t.csv", "p.csv", missing_ok=True)
+    with pytest.raises(DataError, match=r"p.csv: 1 image\(s\) missing, listed in t.csv: b"):
+        match_rows(truth, pred, "t.csv", "p.csv")
+    with pytest.raises(DataError, match=r"1 image\(s\) not in t.csv: x"):
+        match_rows(truth, pred, "t.csv", "p.csv", missing_ok=True, extra_ok=False)
 
 
 def test_worst_images_are_the_largest_finite_errors_first():

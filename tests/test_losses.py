@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from fashion_gluon.losses import (CPNLoss, HourglassLoss, MaskedMSELoss, OHKMLoss,
-                                  loss_for_model)
+from fashion_gluon.losses import (CPNLoss, HourglassLoss, MaskedMSELoss, OHKMLoss)
 
 PRED = np.zeros((2, 3, 2, 2), np.float32)
 TARGET = np.zeros((2, 3, 2, 2), np.float32)
@@ -164,9 +163,3 @@ def test_invalid_arguments():
         OHKMLoss(top_k=0)
     with pytest.raises(ValueError, match=r"^fg_weight must be >= 0, got -1$"):
         MaskedMSELoss(fg_weight=-1)
-
-
-@pytest.mark.parametrize("name, kind", [("cpn_resnet50", CPNLoss), ("hourglass4", HourglassLoss),
-                                        ("simple_baseline", MaskedMSELoss)])
-def test_loss_for_model(name, kind):
-    assert type(loss_for_model(name)) is kind

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from fashion_gluon.data import annotations as csv_io
+from fashion_gluon.data import submission as submission_io
 from fashion_gluon.errors import DataError
-from fashion_gluon.keypoints import CATEGORIES, KEYPOINT_NAMES, category_mask
+from fashion_gluon.schema import CATEGORIES, KEYPOINT_NAMES, category_mask
 from fashion_gluon.metrics import (NEMeter, evaluate_csv, format_table, normalized_error,
                                    normalizing_distance, per_image_error)
 
@@ -208,7 +209,7 @@ def write_pair(tmp_path, drop: int | None = None):
     ids = [f"Images/{c}/img{i}.jpg" for i, c in enumerate(categories)]
     csv_io.write_annotations(tmp_path / "truth.csv", csv_io.Annotations(ids, categories, truth))
     order = [r for r in rng.permutation(6) if r != drop]
-    csv_io.write_submission(tmp_path / "pred.csv", [ids[r] for r in order], [categories[r] for r in order],
+    submission_io.write_submission(tmp_path / "pred.csv", [ids[r] for r in order], [categories[r] for r in order],
                             pred[order])
     return tmp_path / "truth.csv", tmp_path / "pred.csv", (pred, truth, categories, ids)
 
@@ -226,14 +227,14 @@ def test_evaluate_csv_matches_rows_by_id(tmp_path):
 
 def test_evaluate_csv_names_missing_image(tmp_path):
     truth_csv, pred_csv, (*_, ids) = write_pair(tmp_path, drop=4)
-    with pytest.raises(DataError, match=rf"1 image\(s\) of the truth have no prediction: {ids[4]}$"):
+    with pytest.raises(DataError, match=rf"1 image\(s\) missing, listed in .*truth.csv: {ids[4]}$"):
         evaluate_csv(truth_csv, pred_csv)
 
 
 def test_evaluate_csv_rejects_other_category(tmp_path):
     truth_csv, pred_csv, (pred, truth, categories, ids) = write_pair(tmp_path)
     other = "skirt" if categories[2] != "skirt" else "trousers"
-    csv_io.write_submission(pred_csv, ids, categories[:2] + [other] + categories[3:], pred)
+    submission_io.write_submission(pred_csv, ids, categories[:2] + [other] + categories[3:], pred)
     with pytest.raises(DataError, match=rf"row 4, column 'image_category': image {ids[2]!r} is "
-                                        rf"{categories[2]!r} in the truth but {other!r} here"):
+                                        rf"{other!r} here but {categories[2]!r} in .*truth.csv"):
         evaluate_csv(truth_csv, pred_csv)

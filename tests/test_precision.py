@@ -7,10 +7,13 @@ import mxnet as mx
 import pytest
 from _tiny import TINY
 
-from fashion_gluon.engine.train import enable_mixed_precision
+from fashion_gluon.cpu import cpu_has_bf16
+from fashion_gluon.engine import trainer as trainer_module
+from fashion_gluon.engine.trainer import enable_mixed_precision
 from fashion_gluon.errors import FashionGluonError
 
 
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no native bf16 on this CPU (AVX512-BF16/AMX)")
 def test_bf16_training_runs_and_learns(tiny_data, tmp_path):
     script = (
         "import json, sys\n"
@@ -31,3 +34,9 @@ def test_precision_must_suit_the_device():
     with pytest.raises(FashionGluonError, match="must be one of fp32, bf16, fp16"):
         enable_mixed_precision("int4", [mx.cpu()])
     enable_mixed_precision("fp32", [mx.cpu()])  # a no-op
+
+
+def test_bf16_is_refused_clearly_where_the_cpu_lacks_it(monkeypatch):
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
+    with pytest.raises(FashionGluonError, match="train.precision=bf16: this CPU has no native bfloat16"):
+        enable_mixed_precision("bf16", [mx.cpu()])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from fashion_gluon.cli_scale import register
+from fashion_gluon.cli.scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.data.annotations import Annotations, write_annotations
 from fashion_gluon.data.dataset import FashionAIDataset
@@ -18,7 +18,7 @@ from fashion_gluon.data.recordio import RecordDataset, decode_payload, index_pat
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from fashion_gluon.keypoints import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
+from fashion_gluon.schema import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
 
 SIZE = (64, 64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mxnet import gluon, nd
 
-from fashion_gluon.summary import count_macs, count_params, format_summary, layer_macs, summarize
+from fashion_gluon.tools.summary import count_macs, count_params, format_summary, layer_macs, summarize
 
 # On a 1×3×8×8 input (by hand):
 #   conv1  3→4, 3×3, pad 1, bias      params 4·3·9 + 4 = 112   out 4×8×8 = 256 el. × 3·9   = 6912 MACs
@@ -135,7 +135,7 @@ def test_hourglass8_params_anchor_and_macs_by_hand():
 
 
 def test_bench_model_smoke_and_derived_figures():
-    from fashion_gluon.bench import bench_model
+    from fashion_gluon.tools.bench import bench_model
     result = bench_model("hourglass_small", batch=1, size=64, num_keypoints=3, warmup=1, iters=1,
                          peak_gflops=100.0)
     assert result["gmacs_per_img"] == pytest.approx(summarize("hourglass_small", (64, 64), 3)["gmacs"])

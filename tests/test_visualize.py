@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fashion_gluon.keypoints import KEYPOINT_NAMES
+from fashion_gluon.schema import KEYPOINT_NAMES
 from fashion_gluon.visualize import (TRUTH_COLOR, default_radius, draw_comparison, draw_keypoints,
                                      error_color, gallery, heatmap_montage, plot_curves,
                                      plot_per_keypoint, save_image)

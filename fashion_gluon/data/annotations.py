@@ -22,8 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
-from ..keypoints import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask, check_category
-from .images import image_size, outside_image
+from ..schema import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask, check_category
 
 ABSENT_CELL = "-1_-1_-1"
 TEST_LIST_COLUMNS: tuple[str, ...] = ("image_id", "image_category")
@@ -97,7 +96,7 @@ def write_annotations(path: "str | os.PathLike", annotations: Annotations) -> No
 
 
 @dataclass
-class _Table:
+class Table:
     """The data rows of a CSV whose header is right and whose rows have the right field count."""
 
     path: Path
@@ -164,8 +163,8 @@ def _field_count_problems(path: Path, records: list[list[str]], rows: np.ndarray
     return problems
 
 
-def _read_table(path: "str | os.PathLike", columns: tuple[str, ...],
-                hints: "dict[tuple[str, ...], str] | None" = None) -> tuple[_Table, list[DataError]]:
+def read_table(path: "str | os.PathLike", columns: tuple[str, ...],
+                hints: "dict[tuple[str, ...], str] | None" = None) -> tuple[Table, list[DataError]]:
     """The well-formed rows of a CSV with header ``columns``, and a DataError per malformed row.
 
     Raises a DataError for an unreadable or empty file or a wrong header.
@@ -179,10 +178,10 @@ def _read_table(path: "str | os.PathLike", columns: tuple[str, ...],
     problems = _field_count_problems(path, data, rows, columns)
     good = np.array([len(record) == len(columns) for record in data], dtype=bool)
     cells = np.array([record for record, ok in zip(data, good) if ok], dtype=object).reshape(-1, len(columns))
-    return _Table(path, cells, rows[good]), problems
+    return Table(path, cells, rows[good]), problems
 
 
-def _duplicate_problems(table: _Table) -> list[DataError]:
+def duplicate_problems(table: Table) -> list[DataError]:
     """One DataError per repeated image_id, naming the row of its first occurrence."""
     ids = table.cells[:, 0].astype(str)
     if not len(ids):
@@ -194,14 +193,14 @@ def _duplicate_problems(table: _Table) -> list[DataError]:
             for i in np.flatnonzero(first_row != table.rows)]
 
 
-def _identity_problems(table: _Table) -> list[DataError]:
+def identity_problems(table: Table) -> list[DataError]:
     """Empty image ids, unknown categories and duplicate image ids."""
     problems = [DataError("empty image_id", table.path, int(row), "image_id")
                 for image_id, row in zip(table.cells[:, 0], table.rows) if not image_id]
     problems += [DataError(f"unknown image_category {category!r}; expected one of {', '.join(CATEGORIES)}",
                            table.path, int(row), "image_category")
                  for category, row in zip(table.cells[:, 1], table.rows) if category not in CATEGORIES]
-    return problems + _duplicate_problems(table)
+    return problems + duplicate_problems(table)
 
 
 def _parse_cells(cells: list[str]) -> np.ndarray:
@@ -218,7 +217,7 @@ def _parse_cells(cells: list[str]) -> np.ndarray:
     return values
 
 
-def _cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.ndarray:
+def cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.ndarray:
     """The problem code (0 = fine) of every keypoint cell (N, 24) given parsed ``values`` (N, 24, 3)
     and the category ``mask``; ``visible_only`` (submissions) also flags v = 0."""
     x, y, v = values[..., 0], values[..., 1], values[..., 2]
@@ -229,7 +228,7 @@ def _cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.
     return np.select(conditions, [_MALFORMED, _FOREIGN, _MISSING, _OCCLUDED, _NEGATIVE], 0)
 
 
-def _cell_problems(table: _Table, codes: np.ndarray, categories: list[str]) -> list[DataError]:
+def cell_problems(table: Table, codes: np.ndarray, categories: list[str]) -> list[DataError]:
     """One DataError per nonzero ``codes`` cell, located by row and keypoint column."""
     offset = len(TEST_LIST_COLUMNS)
     return [DataError(_CELL_MESSAGES[codes[n, k]].format(cell=table.cells[n, offset + k], category=categories[n]),
@@ -237,19 +236,19 @@ def _cell_problems(table: _Table, codes: np.ndarray, categories: list[str]) -> l
             for n, k in zip(*np.nonzero(codes))]
 
 
-def _keypoint_values(table: _Table) -> np.ndarray:
+def keypoint_values(table: Table) -> np.ndarray:
     """Parsed keypoint cells of ``table`` as float64 (N, 24, 3), NaN where malformed."""
     cells = table.cells[:, len(TEST_LIST_COLUMNS):]
     return _parse_cells(cells.ravel().tolist()).reshape(len(cells), NUM_KEYPOINTS, 3)
 
 
-def _raise_first(problems: list[DataError]) -> None:
+def raise_first(problems: list[DataError]) -> None:
     """Raise the problem that comes first in the file (by row, then column), if any."""
     if problems:
-        raise min(problems, key=_file_order)
+        raise min(problems, key=file_order)
 
 
-def _file_order(problem: DataError) -> tuple[float, int]:
+def file_order(problem: DataError) -> tuple[float, int]:
     """Sort key: row (problems without one last), then column position."""
     column = SUBMISSION_COLUMNS.index(problem.column) if problem.column in SUBMISSION_COLUMNS else -1
     return (problem.row if problem.row is not None else float("inf"), column)
@@ -270,17 +269,17 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "erro
     """
     if on_missing_keypoint not in ("error", "skip"):
         raise ValueError(f"on_missing_keypoint must be 'error' or 'skip', got {on_missing_keypoint!r}")
-    table, problems = _read_table(path, SUBMISSION_COLUMNS, {
+    table, problems = read_table(path, SUBMISSION_COLUMNS, {
         TEST_LIST_COLUMNS: "this is a test list (image_id,image_category) without keypoint columns; "
                            "read it with read_image_list"})
-    problems += _identity_problems(table)
-    _raise_first(problems)
-    values = _keypoint_values(table)
-    codes = _cell_codes(values, category_mask(table.categories), visible_only=False)
-    _raise_first(_cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories))
+    problems += identity_problems(table)
+    raise_first(problems)
+    values = keypoint_values(table)
+    codes = cell_codes(values, category_mask(table.categories), visible_only=False)
+    raise_first(cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories))
     missing = (codes == _MISSING).any(axis=1)
     if missing.any():
-        first = _cell_problems(table, np.where(codes == _MISSING, codes, 0), table.categories)[0]
+        first = cell_problems(table, np.where(codes == _MISSING, codes, 0), table.categories)[0]
         if on_missing_keypoint == "error":
             raise first
         warnings.warn(f"{table.path}: dropped {int(missing.sum())} of {len(missing)} rows with a missing "
@@ -296,113 +295,12 @@ def read_image_list(path: "str | os.PathLike") -> Annotations:
     Raises a DataError for a wrong header, a row with the wrong number of
     fields, an empty image_id, an unknown category or a duplicate image_id.
     """
-    table, problems = _read_table(path, TEST_LIST_COLUMNS, {
+    table, problems = read_table(path, TEST_LIST_COLUMNS, {
         SUBMISSION_COLUMNS: "this file has keypoint columns (train.csv layout); read it with read_annotations"})
-    _raise_first(problems + _identity_problems(table))
+    raise_first(problems + identity_problems(table))
     return Annotations(table.image_ids, table.categories, None)
 
 
-# ----------------------------------------------------------------------------- submissions
-
-
-def write_submission(path: "str | os.PathLike", image_ids: "list[str]", categories: "list[str]",
-                     keypoints_xy: np.ndarray) -> None:
-    """Write a submission atomically: each keypoint of the row's category as ``x_y_1``
-    (coordinates rounded to integers), every other keypoint ``-1_-1_-1``.
-
-    ``keypoints_xy`` is (N, 24, 2) in original image pixels. Raises ValueError
-    for mismatched lengths, an unknown category, or a category keypoint that
-    is not finite or rounds to a negative coordinate.
-    """
-    xy = np.asarray(keypoints_xy, dtype=np.float64)
-    if len(categories) != len(image_ids) or xy.shape != (len(image_ids), NUM_KEYPOINTS, 2):
-        raise ValueError(f"need {len(image_ids)} categories and keypoints of shape ({len(image_ids)}, 24, 2), "
-                         f"got {len(categories)} categories and {xy.shape}")
-    for category in categories:
-        check_category(category, allow_all=False)
-    mask = category_mask(categories)
-    bad = mask & ~(np.isfinite(xy) & (np.round(xy) >= 0)).all(axis=-1)
-    if bad.any():
-        n, k = (int(i[0]) for i in np.nonzero(bad))
-        raise ValueError(f"image {image_ids[n]!r} (index {n}): keypoint {KEYPOINT_NAMES[k]} is {tuple(xy[n, k])}; "
-                         f"a submission needs finite, non-negative coordinates")
-    visible = np.ones(xy.shape[:-1] + (1,))
-    write_annotations(path, Annotations(list(image_ids), list(categories), np.concatenate([xy, visible], axis=-1)))
-
-
-def read_submission(path: "str | os.PathLike") -> Annotations:
-    """Read a submission into :class:`Annotations` (keypoints float32 (N, 24, 3), v = 1).
-
-    Same checks as :func:`read_annotations`, except that every keypoint of
-    the row's category must be ``x_y_1``.
-    """
-    table, problems = _read_table(path, SUBMISSION_COLUMNS, {
-        TEST_LIST_COLUMNS: "this is a test list (image_id,image_category), not a submission"})
-    problems += _identity_problems(table)
-    _raise_first(problems)
-    values = _keypoint_values(table)
-    _raise_first(_cell_problems(table, _cell_codes(values, category_mask(table.categories), True),
-                                table.categories))
-    return Annotations(table.image_ids, table.categories, values.astype(np.float32))
-
-
-def _matching_problems(table: _Table, test: Annotations, test_csv: Path) -> tuple[list[DataError], np.ndarray]:
-    """Extra, duplicate and missing images and differing categories; returns the problems and
-    each submission row's index into ``test`` (-1 for an extra image)."""
-    position = {image_id: i for i, image_id in enumerate(test.image_ids)}
-    index = np.array([position.get(image_id, -1) for image_id in table.image_ids], dtype=np.int64)
-    problems = [DataError(f"image_id {table.cells[n, 0]!r} is not in {test_csv}", table.path,
-                          int(table.rows[n]), "image_id") for n in np.flatnonzero(index < 0)]
-    problems += _duplicate_problems(table)
-    absent = np.setdiff1d(np.arange(len(test)), index)
-    problems += [DataError(f"image {test.image_ids[i]!r} ({test_csv} row {i + 2}) is missing from the submission",
-                           table.path, None, "image_id") for i in absent]
-    problems += [DataError(f"image_category {table.cells[n, 1]!r} differs from {test.categories[index[n]]!r} "
-                           f"in {test_csv}", table.path, int(table.rows[n]), "image_category")
-                 for n in np.flatnonzero(index >= 0) if table.cells[n, 1] != test.categories[index[n]]]
-    return problems, index
-
-
-def _outside_problems(table: _Table, values: np.ndarray, codes: np.ndarray, image_root: Path) -> list[DataError]:
-    """A DataError for every well-formed category keypoint outside its image (sizes read from headers)."""
-    sizes = np.array([image_size(image_root / image_id) for image_id in table.image_ids],
-                     dtype=np.int64).reshape(-1, 2)
-    outside = (values[..., 2] == 1) & (codes == 0) & outside_image(values[..., :2], sizes[:, None, :])
-    return [DataError(f"({values[n, k, 0]:.0f}, {values[n, k, 1]:.0f}) lies outside the image of "
-                      f"{sizes[n, 0]}×{sizes[n, 1]} (H×W) pixels", table.path, int(table.rows[n]), KEYPOINT_NAMES[k])
-            for n, k in zip(*np.nonzero(outside))]
-
-
-def validate_submission(test_csv: "str | os.PathLike", submission_csv: "str | os.PathLike",
-                        image_root: "str | os.PathLike | None" = None) -> list[str]:
-    """Every problem of ``submission_csv`` against the test list ``test_csv``, one line each
-    naming the submission file, row and column, in file order; [] means valid.
-
-    Checks the header, field counts, extra, missing and duplicate images,
-    categories against ``test_csv``, category keypoints ``x_y_1`` with
-    non-negative coordinates, other keypoints ``-1_-1_-1`` and, when
-    ``image_root`` (the test split folder) is given, that coordinates lie
-    inside each image. A broken ``test_csv`` or unreadable image under
-    ``image_root`` raises DataError (that is local data, not the submission).
-    """
-    test_csv = Path(test_csv)
-    test = read_image_list(test_csv)
-    try:
-        table, problems = _read_table(submission_csv, SUBMISSION_COLUMNS)
-    except DataError as exc:
-        return [str(exc)]
-    matching, index = _matching_problems(table, test, test_csv)
-    known = index >= 0
-    table = _Table(table.path, table.cells[known], table.rows[known])
-    categories = [test.categories[i] for i in index[known]]
-    values = _keypoint_values(table)
-    codes = _cell_codes(values, category_mask(categories), visible_only=True)
-    problems += matching + _cell_problems(table, codes, categories)
-    if image_root is not None:
-        problems += _outside_problems(table, values, codes, Path(image_root))
-    return [str(problem) for problem in sorted(problems, key=_file_order)]
-
-
-__all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "KEYPOINT_NAMES", "format_cell",
-           "write_annotations", "read_annotations", "read_image_list", "write_submission",
-           "read_submission", "validate_submission"]
+__all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "format_cell", "write_annotations",
+           "read_annotations", "read_image_list", "read_table", "identity_problems", "keypoint_values",
+           "cell_codes", "cell_problems", "raise_first", "file_order", "duplicate_problems", "Table"]

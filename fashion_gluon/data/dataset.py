@@ -25,7 +25,7 @@ from mxnet import gluon
 
 from ..codec import HeatmapCodec
 from ..errors import DataError
-from ..keypoints import ALL, category_indices, check_category, flip_permutation
+from ..schema import ALL, category_indices, check_category, flip_permutation
 from .annotations import Annotations, read_annotations, read_image_list
 from .images import check_images, read_image
 from .transforms import Sample

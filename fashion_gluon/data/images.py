@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,10 +16,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..keypoints import KEYPOINT_NAMES
-
-if TYPE_CHECKING:
-    from .annotations import Annotations
+from ..schema import KEYPOINT_NAMES
+from .annotations import Annotations
 
 PROGRESS_MIN_ROWS = 2000  # check_images shows a progress bar above this many rows
 

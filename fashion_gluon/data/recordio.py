@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..fileio import atomic_path
-from ..keypoints import ALL, CATEGORIES, NUM_KEYPOINTS, check_category
+from ..schema import ALL, CATEGORIES, NUM_KEYPOINTS, check_category
 from .annotations import Annotations
 from .dataset import KeypointDataset, load_split
 from .images import check_images, decode_image

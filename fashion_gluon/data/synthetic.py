@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
-from ..keypoints import CATEGORIES, CATEGORY_KEYPOINTS, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS
+from ..schema import CATEGORIES, CATEGORY_KEYPOINTS, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS
 from .annotations import Annotations, write_annotations
 
 KP = {name: index for index, name in enumerate(KEYPOINT_NAMES)}

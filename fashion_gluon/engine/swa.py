@@ -17,11 +17,15 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..config import load_config
-from .checkpoint import load_state, prepare_run_dir, save_best, save_checkpoint, weights_path, write_json
+from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_train_dataset
+from ..fileio import write_json
+from ..inference.evaluate import evaluate_dataset
+from ..inference.model import KeypointModel
+from ..runs import load_state, run_config, weights_path
+from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
-from .train import (build_codec, build_datasets, build_loader, build_loss, build_model, build_trainer,
-                    enable_mixed_precision, evaluate_net, run_epoch)
+from .train import run_epoch
+from .trainer import build_loader, build_trainer, enable_mixed_precision
 
 
 class WeightAverage:
@@ -90,20 +94,21 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     recalibration. Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
     out = prepare_run_dir(out or run_dir / "swa")
-    config, state = load_config(run_dir / "config.yaml"), load_state(run_dir)
+    config, state = run_config(run_dir), load_state(run_dir)
     scfg = config["swa"]
     cycles, cycle_epochs = int(cycles or scfg["cycles"]), int(cycle_epochs or scfg["cycle_epochs"])
     lr_max, lr_min = float(lr_max or scfg["lr_max"]), float(lr_min or scfg["lr_min"])
     config["swa"].update(cycles=cycles, cycle_epochs=cycle_epochs, lr_max=lr_max, lr_min=lr_min)
     category, ctx = state["category"], list(ctx)
 
-    train_set, val_set = build_datasets(config, data_root, category)
+    train_set = build_train_dataset(config, data_root, category)
+    val_set = build_eval_dataset(config, data_root, category, "val")
     sampler, loader = build_loader(train_set, config)
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
     net = build_model(config, category, ctx)
     net.load_parameters(str(weights_path(run_dir)), ctx=ctx)
-    codec, batch = build_codec(config), int(config["train"]["batch_size"])
-    before = evaluate_net(net, val_set, codec, ctx, batch)["ne"]
+    model, batch = KeypointModel(net, category, build_codec(config), str(out), config), int(config["train"]["batch_size"])
+    before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
     trainer = build_trainer(net, config["train"], swa_schedule(cycles, cycle_epochs * len(loader), lr_max, lr_min))
     loss_fn, average, tic = build_loss(config), WeightAverage(net), time.time()
@@ -116,9 +121,9 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
                       f"SWA cycle {cycle + 1}/{cycles}", out, progress)
         average.add()
     average.apply()
-    averaged = evaluate_net(net, val_set, codec, ctx, batch)["ne"]
+    averaged = evaluate_dataset(model, val_set, ctx, batch)["ne"]
     recalibrate_batchnorm(net, loader, ctx, progress)
-    after = evaluate_net(net, val_set, codec, ctx, batch)["ne"]
+    after = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
     result = {"val_ne_before": before, "val_ne_averaged": averaged, "val_ne_after": after,
               "cycles": cycles, "cycle_epochs": cycle_epochs, "seconds": time.time() - tic}

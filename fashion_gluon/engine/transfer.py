@@ -8,8 +8,8 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import FashionGluonError
-from ..keypoints import NUM_KEYPOINTS, category_indices
-from .checkpoint import weights_path
+from ..schema import NUM_KEYPOINTS, category_indices
+from ..runs import weights_path
 
 
 def _source_params(source: "str | os.PathLike") -> dict[str, mx.nd.NDArray]:

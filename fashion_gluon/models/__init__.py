@@ -30,10 +30,10 @@ from .backbones import BACKBONES, Backbone, KeypointNet
 from .cpn import CPN
 from .hourglass import StackedHourglass
 from .pretrained import MissingWeightsError, WeightStatus, backbone_weight_status, load_backbone_weights
-from .registry import MODELS, build_model, check_input_size, get_model, list_models
+from .registry import MODELS, build_model, check_input_size, get_model, list_models, model_class
 
 __all__ = [
     "BACKBONES", "Backbone", "KeypointNet", "CPN", "StackedHourglass", "MODELS", "build_model", "get_model",
-    "list_models", "check_input_size", "MissingWeightsError", "WeightStatus", "backbone_weight_status",
+    "list_models", "model_class", "check_input_size", "MissingWeightsError", "WeightStatus", "backbone_weight_status",
     "load_backbone_weights",
 ]

@@ -31,10 +31,21 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def build_model(name: str, num_keypoints: int, **kwargs) -> KeypointNet:
-    """Construct model ``name`` without initializing it."""
+def model_class(name: str) -> type:
+    """The network class a registered model name builds."""
+    _check_name(name)
+    entry = MODELS[name]
+    return getattr(entry, "func", entry)
+
+
+def _check_name(name: str) -> None:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(list_models())}")
+
+
+def build_model(name: str, num_keypoints: int, **kwargs) -> KeypointNet:
+    """Construct model ``name`` without initializing it."""
+    _check_name(name)
     return MODELS[name](num_keypoints=num_keypoints, **kwargs)
 
 

@@ -7,20 +7,24 @@ import time
 from pathlib import Path
 
 import mxnet as mx
+from mxnet import autograd, gluon
 import numpy as np
 
-from .config import load_config
-from .data.annotations import validate_submission, write_submission
-from .data.dataset import FashionAIDataset
-from .data.images import read_image
-from .data.synthetic import generate_dataset
-from .engine.checkpoint import write_json
-from .engine.swa import run_swa
-from .engine.train import build_codec, build_loss, build_model, enable_mixed_precision, fit
-from .errors import DataError
-from .metrics import evaluate_csv, format_table, normalized_error, per_image_error
-from .predict import Predictor
-from .visualize import draw_comparison, gallery, plot_per_keypoint
+from ..config import load_config
+from ..cpu import cpu_has_bf16
+from ..data.submission import validate_submission, write_submission
+from ..data.dataset import FashionAIDataset
+from ..data.images import read_image
+from ..data.synthetic import generate_dataset
+from ..engine.swa import run_swa
+from ..build import build_codec, build_loss, build_model
+from ..engine.train import fit
+from ..engine.trainer import enable_mixed_precision
+from ..fileio import write_json
+from ..errors import DataError
+from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
+from ..inference.predictor import Predictor
+from ..visualize import draw_comparison, gallery, plot_per_keypoint
 
 #: The from-scratch recipe (design.md §2): wide σ, foreground-weighted MSE, Adam + cosine.
 DEMO_OVERRIDES = [
@@ -44,20 +48,9 @@ FINAL_STEPS_S = 40.0
 TEST_SCALES = (1.0, 1.2)
 
 
-def cpu_has_bf16() -> bool:
-    """True on a CPU with native bfloat16 (AVX512-BF16 or AMX) and an oneDNN MXNet build: there
-    bf16 AMP trains ≈ 1.8x faster than fp32; elsewhere oneDNN would only emulate it."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return mx.runtime.Features().is_enabled("MKLDNN") and ("avx512_bf16" in flags or "amx_bf16" in flags)
-
-
 def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2) -> float:
     """Training images/s of the config's model on random data, after ``warmup`` steps (the
     first steps allocate memory and create oneDNN kernels)."""
-    from mxnet import autograd, gluon
     net = build_model(config, "all", ctx)
     loss_fn, batch = build_loss(config), int(config["train"]["batch_size"])
     h, w = config["data"]["input_size"]

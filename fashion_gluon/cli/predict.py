@@ -1,40 +1,25 @@
 """The prediction commands of ``fashion-gluon``: ``predict``, ``ensemble``,
-``validate-submission`` and ``show``. :func:`register` adds them to the CLI's subparsers;
-heavy modules are imported inside each command."""
+``validate-submission`` and ``show``."""
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from .errors import FashionGluonError
-
-
-def _scales(text: str) -> tuple[float, ...]:
-    """``'0.75,1,1.25'`` → (0.75, 1.0, 1.25); every scale positive."""
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scales must be comma-separated numbers, got {text!r}") from None
-    if min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
-    return values
-
-
-def _ctx(text: str):
-    from .engine.train import parse_ctx
-    return parse_ctx(text)
+from ..data.dataset import layout_paths
+from ..data.submission import save_submission, validate_submission
+from ..errors import FashionGluonError
+from ..inference.ensemble import write_ensemble
+from ..inference.predictor import Predictor
+from ..metrics import format_table, normalized_error
+from ..tools.show import show
+from .common import data_root_of, parse_ctx, parse_scales
 
 
 def cmd_predict(args) -> None:
-    from .cli import data_root_of
-    from .data.dataset import layout_paths
-    from .metrics import format_table, normalized_error
-    from .predict import Predictor, save_submission
     data_root = data_root_of(args.data_root, args.checkpoint[0])
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
-                          ctx=_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
+                          ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
                           precision=args.precision)
     tic = time.perf_counter()
     rows, keypoints = predictor.predict_split(data_root, args.split)
@@ -51,13 +36,11 @@ def cmd_predict(args) -> None:
 
 
 def cmd_ensemble(args) -> None:
-    from .ensemble import write_ensemble
     rows = write_ensemble(args.submissions, args.out, args.weights)
     print(json.dumps({"out": str(args.out), "images": len(rows), "submissions": len(args.submissions)}))
 
 
 def cmd_validate(args) -> None:
-    from .data.annotations import validate_submission
     image_root = None if args.no_image_check else (args.image_root or Path(args.test).parent)
     problems = validate_submission(args.test, args.submission, image_root)
     for problem in problems:
@@ -68,9 +51,8 @@ def cmd_validate(args) -> None:
 
 
 def cmd_show(args) -> None:
-    from .inspect import show
     written = show(args.pred, args.data_root, args.out, args.truth, args.worst, args.limit,
-                   args.checkpoint or (), args.image, not args.no_flip, _ctx(args.ctx))
+                   args.checkpoint or (), args.image, not args.no_flip, parse_ctx(args.ctx))
     print(json.dumps({name: str(path) for name, path in written.items()}, indent=1))
 
 
@@ -84,7 +66,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--out", required=True, help="submission CSV to write")
     p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument("--scales", type=_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
+    p.add_argument("--scales", type=parse_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
     p.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence, Union
 
 import cv2
@@ -35,59 +32,27 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from .codec import HeatmapCodec
-from .data.annotations import Annotations, validate_submission, write_annotations, write_submission
-from .data.images import read_image
-from .data.transforms import (DEFAULT_MEAN, Normalize, Sample, Warp, crop,
-                              inverse_transform_points, resize)
-from .errors import FashionGluonError
-from .fileio import atomic_path
-from .keypoints import ALL, NUM_KEYPOINTS, category_indices, check_category, flip_permutation, local_to_global
+from ..data.annotations import Annotations
+from ..data.dataset import load_split
+from ..data.images import read_image
+from ..data.transforms import Sample, crop, inverse_transform_points, resize, test_transform
+from ..errors import FashionGluonError
+from ..schema import ALL, NUM_KEYPOINTS, category_indices, check_category, local_to_global
+from .load import load_model
+from .model import KeypointModel
 
 #: Seed's cascade margins (x, y) in pixels of a 512 × 512 image; scaled with the image size.
 CASCADE_MARGIN: tuple[float, float] = (100.0, 80.0)
 CASCADE_REFERENCE = 512.0
-DEFAULT_NET_STRIDE = 32
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 
 
-def final_heatmaps(outputs) -> mx.nd.NDArray:
-    """The heatmaps a model predicts with: CPN's RefineNet output, the hourglass' last stack."""
-    return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
-
-
-def forward(net: gluon.Block, data: mx.nd.NDArray, flip_perm: "np.ndarray | None" = None) -> mx.nd.NDArray:
-    """Final heatmaps (N, K, h, w) of ``data``; with ``flip_perm`` averaged with those of the
-    mirrored input, mirrored back and left/right channels swapped."""
-    heatmaps = final_heatmaps(net(data))
-    if flip_perm is not None:
-        flipped = final_heatmaps(net(mx.nd.flip(data, axis=3)))
-        perm = mx.nd.array(flip_perm, ctx=data.context, dtype="int64")
-        heatmaps = (heatmaps + mx.nd.take(mx.nd.flip(flipped, axis=3), perm, axis=1)) / 2
-    return heatmaps
-
-
-def forward_numpy(net: gluon.Block, data: mx.nd.NDArray, ctx: Sequence[mx.Context],
-                  flip_perm: "np.ndarray | None" = None) -> np.ndarray:
-    """:func:`forward` of a batch split over the contexts ``ctx``, as one numpy array."""
+def model_heatmaps(model: KeypointModel, data: mx.nd.NDArray, ctx: Sequence[mx.Context],
+                   flip: bool = False) -> np.ndarray:
+    """:meth:`KeypointModel.heatmaps` of a batch split over the contexts ``ctx``."""
     parts = gluon.utils.split_and_load(data, list(ctx), even_split=False)
-    return np.concatenate([forward(net, part, flip_perm).astype("float32").asnumpy() for part in parts])
-
-
-def predict_dataset(net: gluon.Block, dataset, codec: HeatmapCodec, ctx: Sequence[mx.Context],
-                    batch_size: int = 16, flip: bool = False, num_workers: int = 0,
-                    progress: bool = False) -> np.ndarray:
-    """Keypoints (N, 24, 2) in original pixels for every row of an evaluation ``dataset``
-    (items ``(image, matrix, row)``); keypoints outside the dataset's category are −1."""
-    loader = gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                   num_workers=num_workers, last_batch="keep")
-    flip_perm = dataset.flip_perm if flip else None
-    local = np.zeros((len(dataset), len(dataset.channels), 2))
-    for data, matrices, rows in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        points, _ = codec.decode(forward_numpy(net, data, ctx, flip_perm))
-        local[rows.asnumpy().astype(np.int64)] = inverse_transform_points(points, matrices.asnumpy())
-    return local_to_global(dataset.category, local)
+    return np.concatenate([model.heatmaps(part, flip) for part in parts])
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -135,43 +100,6 @@ def cascade_boxes(points: np.ndarray, image_sizes: np.ndarray, margins: np.ndarr
 # ----------------------------------------------------------------------------- models
 
 
-@dataclass
-class KeypointModel:
-    """A network ready for inference: it predicts the heatmaps of ``category``'s keypoints
-    for inputs of ``codec.input_size`` (normalized as in training: :func:`test_transform`'s defaults)."""
-
-    net: gluon.Block
-    category: str
-    codec: HeatmapCodec
-    name: str = "model"
-    config: "dict | None" = None
-
-    @classmethod
-    def from_run(cls, run_dir: "str | os.PathLike", ctx: Sequence[mx.Context]) -> "KeypointModel":
-        """The best weights of a training run directory."""
-        from .engine.evaluate import load_run
-        from .engine.train import build_codec
-        net, config, state = load_run(run_dir, ctx)
-        return cls(net, state["category"], build_codec(config), str(run_dir), config)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.codec.input_size
-
-    @property
-    def size_multiple(self) -> int:
-        """Input sides must be multiples of this: the network stride and the heatmap stride."""
-        return math.lcm(int(getattr(self.net, "stride", DEFAULT_NET_STRIDE)), self.codec.stride)
-
-    def serves(self, category: str) -> bool:
-        """Whether this model predicts ``category``'s keypoints (``all`` models serve every one)."""
-        return self.category == category or (self.category == ALL and category != ALL)
-
-    def channels(self, category: str) -> "list[int] | slice":
-        """This model's output channels holding ``category``'s keypoints, in its order."""
-        return slice(None) if self.category == category else list(category_indices(category))
-
-
 class _InferenceDataset(gluon.data.Dataset):
     """Items ``(*inputs, reference matrix (3, 3), image size (H, W), index)``: the image (or its
     ``boxes`` crop) resized to each of ``sizes`` and normalized, and the matrix from original
@@ -180,7 +108,7 @@ class _InferenceDataset(gluon.data.Dataset):
     def __init__(self, images: Sequence[ImageInput], sizes: Sequence[tuple[int, int]],
                  reference: tuple[int, int], boxes: "np.ndarray | None"):
         self.images, self.sizes, self.reference, self.boxes = list(images), list(sizes), reference, boxes
-        self.warp, self.normalize = Warp(DEFAULT_MEAN), Normalize()
+        self.transforms = [test_transform(size) for size in self.sizes]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -193,7 +121,7 @@ class _InferenceDataset(gluon.data.Dataset):
 
     def __getitem__(self, index: int):
         image, sample = self._framed(index)
-        inputs = [self.normalize(self.warp(resize(sample, size))).image for size in self.sizes]
+        inputs = [transform(sample).image for transform in self.transforms]
         matrix = resize(sample, self.reference).matrix
         return (*inputs, matrix, np.array(image.shape[:2], dtype=np.int64), index)
 
@@ -229,7 +157,6 @@ class Predictor:
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
                  num_workers: int = 0, progress: bool = False, precision: str = "fp32"):
-        from .export import load_model
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
@@ -299,7 +226,6 @@ class Predictor:
         """(rows of ``split`` of a FashionAI layout, their predicted keypoints (N, 24, 2)). The
         ``val`` split is the one the first checkpoint was validated on (its config's
         ``val_fraction`` and ``split_seed``)."""
-        from .data.dataset import load_split
         data = (self.models[0].config or {}).get("data", {})
         rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0))
         return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
@@ -361,49 +287,9 @@ class Predictor:
     def _run(self, model: KeypointModel, data: mx.nd.NDArray, category: str,
              heatmap_size: tuple[int, int]) -> np.ndarray:
         """One checkpoint's heatmaps (B, K, h, w) of ``category`` for ``data``, in the reference frame."""
-        flip_perm = flip_permutation(model.category) if self.flip else None
-        heatmaps = forward_numpy(model.net, data, self.ctx, flip_perm)[:, model.channels(category)]
+        heatmaps = model_heatmaps(model, data, self.ctx, self.flip)[:, model.channels(category)]
         return resize_heatmaps(heatmaps, heatmap_size)
 
 
-# ----------------------------------------------------------------------------- submissions
-
-
-def save_submission(path: "str | os.PathLike", rows: Annotations, keypoints: np.ndarray,
-                    test_csv: "str | os.PathLike | None" = None,
-                    image_root: "str | os.PathLike | None" = None) -> None:
-    """Write the predicted ``keypoints`` (N, 24, 2) of ``rows`` as a submission at ``path`` only
-    if it passes :func:`validate_submission` against ``test_csv`` (default: ``rows`` as a test
-    list) and, with ``image_root``, the image sizes; otherwise raise a FashionGluonError listing
-    the problems, leaving ``path`` untouched."""
-    with atomic_path(path) as tmp:
-        try:
-            write_submission(tmp, rows.image_ids, rows.categories, keypoints)
-        except ValueError as error:
-            raise FashionGluonError(f"refusing to write {path}: {error}") from None
-        problems = [p.replace(str(tmp), str(path)) for p in _validate(tmp, rows, test_csv, image_root)]
-        if problems:
-            raise FashionGluonError(problem_list(f"refusing to write {path}", problems))
-
-
-def _validate(submission: Path, rows: Annotations, test_csv: "str | os.PathLike | None",
-              image_root: "str | os.PathLike | None") -> list[str]:
-    """:func:`validate_submission` of ``submission`` against ``test_csv``, or against ``rows``
-    written as a temporary test list."""
-    if test_csv is not None:
-        return validate_submission(test_csv, submission, image_root)
-    with tempfile.TemporaryDirectory() as folder:
-        test_list = Path(folder) / "test.csv"
-        write_annotations(test_list, Annotations(rows.image_ids, rows.categories))
-        return validate_submission(test_list, submission, image_root)
-
-
-def problem_list(title: str, problems: Sequence[str], shown: int = 20) -> str:
-    """``title``, the number of problems and the first ``shown`` of them, one per line."""
-    more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
-    return f"{title}: {len(problems)} problem(s):\n" + "\n".join(problems[:shown]) + more
-
-
-__all__ = ["Predictor", "KeypointModel", "forward", "forward_numpy", "final_heatmaps", "predict_dataset",
-           "scaled_size", "resize_heatmaps", "cascade_boxes", "cascade_margins", "save_submission",
-           "problem_list", "load_image", "CASCADE_MARGIN"]
+__all__ = ["Predictor", "model_heatmaps", "scaled_size", "resize_heatmaps", "cascade_boxes", "cascade_margins",
+           "load_image", "CASCADE_MARGIN"]

@@ -7,17 +7,24 @@ from __future__ import annotations
 import argparse
 import json
 
-from .errors import FashionGluonError
+from ..config import load_config
+from ..data.recordio import pack
+from ..engine.distributed import DEFAULT_PORT, fashion_gluon_command, launch, parse_hosts
+from ..errors import FashionGluonError
+from ..inference.evaluate import precision_report
+from ..inference.export import export_run
+from ..inference.quantize import quantize_run
+from . import run
+from .common import CATEGORY_CHOICES
 
-CATEGORY_CHOICES = ("blouse", "outwear", "dress", "skirt", "trousers", "all")
 
 
 def _check_distributed_train(arguments: list[str]) -> None:
     """Refuse ``launch -- train ...`` whose configuration does not use a dist kvstore (each
     worker would train alone, all writing the same run directory)."""
-    from .cli import build_parser
-    from .config import load_config
-    args = build_parser().parse_args(arguments)
+    parser = argparse.ArgumentParser(prog="fashion-gluon")
+    run.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(arguments)
     kvstore = str(load_config(args.config, args.overrides)["train"]["kvstore"])
     if not kvstore.startswith("dist"):
         raise FashionGluonError(f"launch -- train: train.kvstore is {kvstore!r}, so every worker would train "
@@ -25,7 +32,6 @@ def _check_distributed_train(arguments: list[str]) -> None:
 
 
 def cmd_launch(args) -> None:
-    from .distributed import fashion_gluon_command, launch, parse_hosts
     command = args.command[1:] if args.command[:1] == ["--"] else list(args.command)
     if not command:
         raise FashionGluonError("launch needs a fashion-gluon command after --, e.g. "
@@ -38,19 +44,16 @@ def cmd_launch(args) -> None:
 
 
 def cmd_pack(args) -> None:
-    from .data.recordio import pack
     summary = pack(args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
                    "skip" if args.skip_bad_images else "error", progress=not args.quiet)
     print(json.dumps(summary))
 
 
 def cmd_export(args) -> None:
-    from .export import export_run
     print(json.dumps(export_run(args.checkpoint, args.out, args.format)))
 
 
 def cmd_quantize(args) -> None:
-    from .export import precision_report, quantize_run
     record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
                           args.calib_mode)
     if not args.no_eval:
@@ -61,7 +64,6 @@ def cmd_quantize(args) -> None:
 def register(sub) -> None:
     """Add ``launch``, ``pack``, ``export`` and ``quantize`` to ``sub`` (the ``add_subparsers``
     object of the ``fashion-gluon`` parser)."""
-    from .distributed import DEFAULT_PORT
     p = sub.add_parser("launch", help="distributed training: scheduler, servers and workers (dist_sync)",
                        description="Run a fashion-gluon command (normally train ... train.kvstore=dist_sync) "
                                    "as N workers with M parameter servers, here or over ssh.")

@@ -19,7 +19,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .keypoints import NUM_KEYPOINTS
+from ..models import build_model
+from ..schema import NUM_KEYPOINTS
 
 MAC_OPS = ("Convolution", "Deconvolution", "FullyConnected")
 
@@ -121,7 +122,6 @@ def summarize(name_or_block: "str | gluon.HybridBlock", input_size: tuple = (256
     ``input_size`` (H, W) RGB image: ``params`` (trainable values), ``macs``
     and ``gmacs`` (conv/deconv/fc multiply-adds, ×1e-9) and the ``outputs`` shapes."""
     if isinstance(name_or_block, str):
-        from .models import build_model
         name, block = name_or_block, build_model(name_or_block, num_keypoints, **model_kwargs)
     else:
         name, block = type(name_or_block).__name__, name_or_block

@@ -35,14 +35,26 @@ K = 24, measured with ``bench_model`` and interleaved in-process comparisons:
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .losses import CPNLoss, loss_for_model
+from ..data.dataset import FashionAIDataset
+from ..data.recordio import RecordDataset, pack
+from ..data.synthetic import generate_dataset
+from ..data.transforms import train_transform
+from ..families import CPN_FAMILY, family_of
+from ..inference.quantize import quantize, to_bf16
+from ..losses import CPNLoss, MaskedMSELoss
+from ..models import get_model
 from .summary import count_macs
 
 
@@ -115,10 +127,9 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     also be an initialized heatmap block; ``loss`` then defaults to MaskedMSELoss.
     ``peak_gflops`` reuses an earlier :func:`gemm_peak_gflops` measurement."""
     if isinstance(name, str):
-        from .models import get_model
-        net, loss = get_model(name, num_keypoints, ctx=ctx), loss or loss_for_model(name)
+        net, loss = get_model(name, num_keypoints, ctx=ctx), loss or family_of(name).loss()
     else:
-        net, loss = name, loss or loss_for_model("")
+        net, loss = name, loss or MaskedMSELoss()
     net.hybridize(static_alloc=True, static_shape=True)
     loss.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size), ctx=ctx)
@@ -136,11 +147,7 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
 
 def _pipeline_dataset(root, size: int, rec: "str | None" = None):
     """The training dataset of the full input pipeline (JPEG folder, or a RecordIO pack)."""
-    from .codec import HeatmapCodec
-    from .data.dataset import FashionAIDataset
-    from .data.recordio import RecordDataset
-    from .data.transforms import train_transform
-    transform, codec = train_transform((size, size)), HeatmapCodec.for_cpn((size, size))
+    transform, codec = train_transform((size, size)), CPN_FAMILY.codec((size, size), 4, 2.0)
     if rec is not None:
         return RecordDataset(rec, "all", transform, codec)
     return FashionAIDataset(root, "all", "train", transform, codec, val_fraction=0.0)
@@ -174,10 +181,6 @@ def bench_data(data_root=None, sizes: tuple[int, ...] = (256, 384), images: int 
     heatmaps) per input size: one process with one OpenCV thread (``img_per_s_per_core``),
     a DataLoader with ``workers`` processes, and (``rec``) the same from a RecordIO pack.
     Uses a synthetic set of 512² images unless ``data_root`` is given."""
-    import tempfile
-    import cv2
-    from .data.recordio import pack
-    from .data.synthetic import generate_dataset
     result: dict = {"sizes": {}, "workers": workers}
     with tempfile.TemporaryDirectory() as tmp:
         if data_root is None:
@@ -208,8 +211,6 @@ def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: 
                      warmup: int = 2, iters: int = 5) -> dict:
     """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``) and
     INT8 (``quantize_net``, calibrated on random images) on the CPU."""
-    from .export import quantize, to_bf16
-    from .models import get_model
     net = get_model(name, num_keypoints)
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
@@ -225,12 +226,9 @@ def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: 
 def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
     """Training img/s of ``name`` with bf16 AMP, measured in a fresh process (AMP patches MXNet
     for the rest of a process, so it cannot share one with the fp32 figures)."""
-    import json
-    import subprocess
-    import sys
     script = ("import json, mxnet as mx\n"
-              "from fashion_gluon.engine.train import enable_mixed_precision\n"
-              "from fashion_gluon.bench import bench_model\n"
+              "from fashion_gluon.engine.trainer import enable_mixed_precision\n"
+              "from fashion_gluon.tools.bench import bench_model\n"
               "enable_mixed_precision('bf16', [mx.cpu()])\n"
               f"print(json.dumps(bench_model({name!r}, {batch}, {size}, peak_gflops=1.0)))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

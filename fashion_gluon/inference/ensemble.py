@@ -12,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.annotations import Annotations, read_submission, write_submission
-from .errors import DataError, FashionGluonError
+from ..data.annotations import Annotations
+from ..data.submission import match_rows, read_submission, write_submission
+from ..errors import FashionGluonError
 
 
 def normalized_weights(weights: "Sequence[float] | None", count: int) -> np.ndarray:
@@ -24,29 +25,6 @@ def normalized_weights(weights: "Sequence[float] | None", count: int) -> np.ndar
     if not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
         raise FashionGluonError(f"weights must be non-negative with a positive sum, got {w.tolist()}")
     return w / w.sum()
-
-
-def _align(reference: Annotations, other: Annotations, reference_path, other_path) -> np.ndarray:
-    """Row of ``other`` holding each image of ``reference``; DataError naming the images one
-    file has and the other lacks, or the first category disagreement."""
-    position = {image_id: row for row, image_id in enumerate(other.image_ids)}
-    lacking = [i for i in reference.image_ids if i not in position]
-    extra = sorted(set(other.image_ids) - set(reference.image_ids))
-    if lacking or extra:
-        parts = [f"{len(ids)} image(s) {what} {reference_path}: {_shown(ids)}"
-                 for ids, what in ((lacking, "missing, listed in"), (extra, "not in")) if ids]
-        raise DataError("; ".join(parts), other_path)
-    rows = np.array([position[i] for i in reference.image_ids], dtype=np.int64)
-    for ref_row, row in enumerate(rows):
-        if other.categories[row] != reference.categories[ref_row]:
-            raise DataError(f"image {other.image_ids[row]!r} is {other.categories[row]!r} here but "
-                            f"{reference.categories[ref_row]!r} in {reference_path}",
-                            other_path, int(row) + 2, "image_category")
-    return rows
-
-
-def _shown(ids: Sequence[str], limit: int = 5) -> str:
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def ensemble_submissions(paths: Sequence["str | os.PathLike"],
@@ -60,7 +38,7 @@ def ensemble_submissions(paths: Sequence["str | os.PathLike"],
     total = np.zeros((len(reference), reference.keypoints.shape[1], 2))
     for path, weight in zip(paths, w):
         other = reference if path is paths[0] else read_submission(path)
-        total += weight * other.keypoints[_align(reference, other, paths[0], path), :, :2]
+        total += weight * other.keypoints[match_rows(reference, other, paths[0], path, extra_ok=False)[1], :, :2]
     absent = reference.keypoints[..., 2] < 0
     total[absent] = -1.0
     return Annotations(reference.image_ids, reference.categories), total

@@ -13,12 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.annotations import Annotations, read_annotations, read_submission
-from .data.images import read_image
-from .errors import DataError
-from .keypoints import KEYPOINT_NAMES, category_indices
-from .metrics import normalized_error, per_image_error
-from .visualize import draw_comparison, draw_keypoints, gallery, heatmap_montage, plot_per_keypoint, save_image
+from ..data.annotations import Annotations, read_annotations
+from ..data.submission import match_rows, read_submission
+from ..data.images import read_image
+from ..errors import DataError
+from ..schema import KEYPOINT_NAMES, category_indices
+from ..metrics import normalized_error, per_image_error
+from ..inference.predictor import Predictor
+from ..visualize import draw_comparison, draw_keypoints, gallery, heatmap_montage, plot_per_keypoint, save_image
 
 
 def image_folder(data_root: "str | os.PathLike", image_id: str) -> Path:
@@ -28,21 +30,6 @@ def image_folder(data_root: "str | os.PathLike", image_id: str) -> Path:
         if (root / split / image_id).is_file():
             return root / split
     raise DataError(f"image {image_id!r} is in neither {root / 'test'} nor {root / 'train'}")
-
-
-def match_truth(pred: Annotations, truth: Annotations, pred_path, truth_path) -> tuple[np.ndarray, np.ndarray]:
-    """(prediction rows, truth rows) of the images both files hold, in the prediction's order.
-    DataError when they share no image or disagree on a category."""
-    position = {image_id: row for row, image_id in enumerate(truth.image_ids)}
-    pred_rows = np.array([r for r, i in enumerate(pred.image_ids) if i in position], dtype=np.int64)
-    if not len(pred_rows):
-        raise DataError(f"no image of the prediction is in the truth {truth_path}", pred_path)
-    truth_rows = np.array([position[pred.image_ids[r]] for r in pred_rows], dtype=np.int64)
-    for p, t in zip(pred_rows, truth_rows):
-        if pred.categories[p] != truth.categories[t]:
-            raise DataError(f"image {pred.image_ids[p]!r} is {pred.categories[p]!r} here but "
-                            f"{truth.categories[t]!r} in {truth_path}", pred_path, int(p) + 2, "image_category")
-    return pred_rows, truth_rows
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, category: str, truth: "np.ndarray | None" = None) -> np.ndarray:
@@ -66,7 +53,7 @@ class _Pictures:
         self.truth = None
         if truth_csv is not None:
             truth = read_annotations(truth_csv)
-            self.rows, truth_rows = match_truth(self.pred, truth, pred_csv, truth_csv)
+            truth_rows, self.rows = match_rows(truth, self.pred, truth_csv, pred_csv, missing_ok=True)
             self.truth = truth.keypoints[truth_rows]
         self.folder = image_folder(data_root, self.pred.image_ids[0])
 
@@ -109,7 +96,7 @@ def show(pred_csv: "str | os.PathLike", data_root: "str | os.PathLike", out_dir:
     * ``worst`` and ``per_keypoint`` (with ``truth_csv``): the ``worst`` images by per-image NE,
       and the per-keypoint NE bar chart;
     * ``heatmaps`` (with ``checkpoints``): the heatmap montage of ``image_id`` (default: the
-      worst image, else the first), recomputed by a :class:`~fashion_gluon.predict.Predictor`.
+      worst image, else the first), recomputed by a :class:`~fashion_gluon.inference.predictor.Predictor`.
     """
     out = Path(out_dir)
     pictures = _Pictures(pred_csv, data_root, truth_csv)
@@ -136,7 +123,6 @@ def show(pred_csv: "str | os.PathLike", data_root: "str | os.PathLike", out_dir:
 
 def _heatmap_picture(pictures: _Pictures, image_id: str, checkpoints, flip: bool, ctx, path: Path) -> None:
     """Recompute the heatmaps of ``image_id`` with ``checkpoints`` and save their montage."""
-    from .predict import Predictor
     if image_id not in pictures.pred.image_ids:
         raise DataError(f"image {image_id!r} is not in the prediction")
     category = pictures.pred.categories[pictures.pred.image_ids.index(image_id)]
@@ -145,4 +131,4 @@ def _heatmap_picture(pictures: _Pictures, image_id: str, checkpoints, flip: bool
     save_image(path, heatmap_montage(frame, heatmaps, names))
 
 
-__all__ = ["show", "image_folder", "match_truth", "overlay", "worst_images"]
+__all__ = ["show", "image_folder", "overlay", "worst_images"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Mapping, Sequence
 
-from .errors import FashionGluonError
+from ..errors import FashionGluonError
 
 DEFAULT_PORT = 9091
 LOCALHOST = "127.0.0.1"

@@ -1,0 +1,84 @@
+"""Builders: a config (see :mod:`.config`) → the model, codec, loss and datasets of a run.
+
+Training, SWA, evaluation, prediction, export, the benchmarks and the demo all build
+through these functions, so one config always means one network, one target encoding
+and one evaluation split. The model's family (:mod:`.families`) decides the codec, the
+loss and the final output.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import mxnet as mx
+from mxnet import gluon
+
+from .codec import HeatmapCodec
+from .data.dataset import FashionAIDataset
+from .data.transforms import test_transform, train_transform
+from .families import ModelFamily, family_of
+from .models import get_model
+from .runs import load_state, run_config, weights_path
+from .schema import num_keypoints
+
+
+def build_family(config: dict) -> ModelFamily:
+    """The family of the config's model."""
+    return family_of(config["model"]["name"])
+
+
+def build_codec(config: dict) -> HeatmapCodec:
+    """The target codec of the config's model family."""
+    data = config["data"]
+    return build_family(config).codec(data["input_size"], int(data["stride"]), float(data["sigma"]))
+
+
+def build_model(config: dict, category: str, ctx: Sequence[mx.Context]) -> gluon.HybridBlock:
+    """The config's model for ``category``, initialized on ``ctx`` and hybridized."""
+    model = config["model"]
+    net = get_model(model["name"], num_keypoints(category), pretrained=model["pretrained"],
+                    ctx=list(ctx), **model["kwargs"])
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def build_loss(config: dict) -> gluon.HybridBlock:
+    """The hybridized training loss of the config's model family."""
+    loss = config["loss"]
+    loss_fn = build_family(config).loss(float(loss["fg_weight"]), loss["top_k"], bool(loss["ohkm"]))
+    loss_fn.hybridize(static_alloc=True, static_shape=True)
+    return loss_fn
+
+
+def build_train_dataset(config: dict, data_root: "str | os.PathLike", category: str) -> FashionAIDataset:
+    """The augmented training split with the codec's targets."""
+    data = config["data"]
+    augment = train_transform(tuple(data["input_size"]), rotate_p=data["rotate_p"], max_rotate=data["max_rotate"],
+                              flip_p=data["flip_p"], crop_area=tuple(data["crop_area"]),
+                              crop_aspect=tuple(data["crop_aspect"]), crop_margin=data["crop_margin"],
+                              color=data["color"])
+    return FashionAIDataset(data_root, category, "train", augment, build_codec(config),
+                            val_fraction=data["val_fraction"], split_seed=data["split_seed"],
+                            seed=config["train"]["seed"])
+
+
+def build_eval_dataset(config: dict, data_root: "str | os.PathLike", category: str,
+                       split: str = "val") -> FashionAIDataset:
+    """``split`` without augmentation (items ``(image, matrix, row)``), as a run with ``config`` splits it."""
+    data = config["data"]
+    return FashionAIDataset(data_root, category, split, test_transform(tuple(data["input_size"])),
+                            val_fraction=data["val_fraction"], split_seed=data["split_seed"])
+
+
+def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),)):
+    """(net with the run's best weights, config, state) of a run directory."""
+    run_dir = Path(run_dir)
+    state, config = load_state(run_dir), run_config(run_dir)
+    net = build_model(config, state["category"], list(ctx))
+    net.load_parameters(str(weights_path(run_dir)), ctx=list(ctx))
+    return net, config, state
+
+
+__all__ = ["build_family", "build_codec", "build_model", "build_loss", "build_train_dataset",
+           "build_eval_dataset", "load_run"]

@@ -1,0 +1,66 @@
+"""Helpers shared by the command modules: contexts, sizes, scales, data roots, result output."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import mxnet as mx
+
+from ..errors import FashionGluonError
+from ..fileio import read_json
+from ..inference.export import META
+from ..metrics import format_table
+from ..runs import is_run, load_state
+
+CATEGORY_CHOICES = ("blouse", "outwear", "dress", "skirt", "trousers", "all")
+
+
+def parse_ctx(text: str) -> list[mx.Context]:
+    """``'cpu'`` → [cpu(0)]; ``'gpu0,gpu1'`` → [gpu(0), gpu(1)]."""
+    contexts = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "cpu":
+            contexts.append(mx.cpu())
+        elif part.startswith("gpu") and part[3:].isdigit():
+            contexts.append(mx.gpu(int(part[3:])))
+        else:
+            raise FashionGluonError(f"bad context {part!r}; use cpu or gpu0,gpu1,...")
+    return contexts
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'256x192'`` (H x W) or ``'256'`` → (H, W)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be H or HxW, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"size must be H or HxW, got {text!r}")
+    return (values[0], values[-1])
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``'0.75,1,1.25'`` → (0.75, 1.0, 1.25); every scale positive."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales must be comma-separated numbers, got {text!r}") from None
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return values
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    """A metrics result as JSON or as a table."""
+    print(json.dumps(result) if as_json else format_table(result))
+
+
+def data_root_of(data_root: "str | None", checkpoint) -> str:
+    """``data_root`` if given, else the data ``checkpoint`` (a run or an export) was trained on."""
+    if data_root:
+        return data_root
+    checkpoint = Path(checkpoint)
+    return load_state(checkpoint)["data_root"] if is_run(checkpoint) else read_json(checkpoint / META)["data_root"]

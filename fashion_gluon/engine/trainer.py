@@ -1,0 +1,134 @@
+"""The optimizer side of training: mixed precision, the gluon Trainer (local or on MXNet's
+parameter server), the batch loader of a worker's shard and the shared time budget."""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.contrib import amp
+
+from ..cpu import NO_BF16, cpu_has_bf16
+from ..data.dataset import EpochSampler, FashionAIDataset
+from ..errors import FashionGluonError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def enable_mixed_precision(precision: str, ctx: Sequence[mx.Context]) -> None:
+    """Switch on ``mx.contrib.amp`` for this process before the model is built: ``bf16`` on
+    CPU (oneDNN), ``fp16`` on GPU (with dynamic loss scaling); ``fp32`` does nothing. AMP
+    stays on for the rest of the process, as MXNet's AMP works by patching operators."""
+    if precision not in PRECISIONS:
+        raise FashionGluonError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return
+    on_gpu = all(c.device_type == "gpu" for c in ctx)
+    if (precision == "fp16") != on_gpu:
+        raise FashionGluonError(f"train.precision={precision} needs {'a GPU' if precision == 'fp16' else 'the CPU'} "
+                                f"context (fp16 does not run on CPU; use bf16 there)")
+    if precision == "bf16" and not cpu_has_bf16():
+        raise FashionGluonError(f"train.precision=bf16: {NO_BF16}")
+    if precision == "fp16":
+        amp.init(target_dtype="float16")
+    else:  # oneDNN's bf16 Concat rejects mixed inputs: keep it in fp32 (inputs are cast up)
+        amp.init(target_dtype="bfloat16", fp32_ops=amp.list_fp32_ops(amp.amp.bfloat16) + ["Concat", "concat"])
+
+
+def build_loader(train_set: FashionAIDataset, config: dict, part_index: int = 0,
+                 num_parts: int = 1) -> tuple[EpochSampler, gluon.data.DataLoader]:
+    """(sampler, loader) of full shuffled batches of this worker's shard; ``set_epoch`` the
+    sampler before each epoch."""
+    batch_size = int(config["train"]["batch_size"])
+    sampler = EpochSampler(len(train_set), True, int(config["train"]["seed"]), part_index, num_parts)
+    batches = gluon.data.BatchSampler(sampler, batch_size, "discard")
+    if len(batches) == 0:
+        raise FashionGluonError(f"{len(train_set)} training images of {train_set.category!r} make no "
+                                f"full batch of {batch_size}; lower train.batch_size")
+    loader = gluon.data.DataLoader(train_set, batch_sampler=batches,
+                                   num_workers=int(config["data"]["num_workers"]))
+    return sampler, loader
+
+
+def build_trainer(net, tcfg: dict, schedule, kvstore="device") -> gluon.Trainer:
+    """A gluon Trainer with the ``train`` section's optimizer and lr ``schedule``.
+
+    With a distributed ``kvstore`` the servers only sum the workers' gradients and every
+    worker applies the same update itself (``update_on_kvstore=False``): the optimizer
+    states then live on the workers, so ``save_states`` works and ``learning_rate`` is
+    the scheduled one."""
+    params = {"wd": float(tcfg["wd"]), "lr_scheduler": schedule, "learning_rate": schedule.base_lr}
+    if tcfg["optimizer"] == "sgd":
+        params["momentum"] = float(tcfg["momentum"])
+    elif tcfg["optimizer"] != "adam":
+        raise FashionGluonError(f"train.optimizer must be sgd or adam, got {tcfg['optimizer']!r}")
+    if tcfg["clip_gradient"]:
+        params["clip_gradient"] = float(tcfg["clip_gradient"])
+    distributed = "dist" in getattr(kvstore, "type", str(kvstore))
+    trainer = gluon.Trainer(net.collect_params(), tcfg["optimizer"], params, kvstore=kvstore,
+                            update_on_kvstore=False if distributed else None)
+    if distributed:
+        _start_kvstore(trainer)
+    return trainer
+
+
+def _start_kvstore(trainer: gluon.Trainer) -> None:
+    """Put rank 0's initial weights on a distributed Trainer's servers and into every worker,
+    and wait for both. gluon would do this lazily inside the first ``step`` with a ``broadcast``
+    per parameter that waits for neither, and both races were seen with mxnet 1.9.1: a worker's
+    pull reaching a server before rank 0's initial push ("init N first" abort, CPN, most runs),
+    and, with ``update_on_kvstore=False``, a weight pull answered after the first gradients were
+    summed on the server, so that worker took the gradient sum for its weights (2 of 8 runs of
+    the 2-worker test). The parameters must be initialized (run one forward pass first)."""
+    trainer._init_kvstore()
+    kvstore, params = trainer._kvstore, trainer._params_to_init
+    deferred = [p.name for p in params if p._deferred_init]
+    if deferred:
+        raise FashionGluonError(f"distributed training needs every parameter's shape before the Trainer "
+                                f"starts (run one forward pass first); still deferred: {', '.join(deferred[:3])}")
+    keys = [trainer._param2idx[p.name] for p in params]
+    # plain copies: an inference forward may have left weights in oneDNN's layout, which cannot be sent
+    init_keys(kvstore, keys, [mx.nd.array(p.list_data()[0].asnumpy(), dtype=p.dtype) for p in params])
+    for key, param in zip(keys, params):
+        kvstore.pull(key, param.list_data(), priority=-key)
+    mx.nd.waitall()
+    trainer._params_to_init = []
+
+
+def init_keys(kvstore, keys: list, values: list) -> None:
+    """``kvstore.init`` (rank 0's values count) that returns only once the servers hold the
+    values, on every worker: else another worker's first pull or push can reach a server first."""
+    kvstore.init(keys, values)
+    mx.nd.waitall()  # rank 0: its initial values have reached the servers
+    kvstore._barrier()
+
+
+def scale_for_workers(tcfg: dict, num_workers: int) -> dict:
+    """The ``train`` section with ``lr`` and ``warmup_lr`` multiplied by ``num_workers``: the
+    linear scaling rule for a global batch of ``num_workers × batch_size``."""
+    return dict(tcfg, lr=float(tcfg["lr"]) * num_workers, warmup_lr=float(tcfg["warmup_lr"]) * num_workers)
+
+
+#: kvstore key of the workers' time-budget vote (far from the Trainer's parameter keys 0, 1, ...).
+STOP_KEY = 1 << 30
+
+
+class TimeBudget:
+    """``budget()`` is True once ``deadline`` (a ``time.time()`` value) has passed; with a
+    distributed ``kvstore``, once it has passed for ANY worker (a summed vote each call), so
+    every worker stops after the same step instead of waiting forever for the others.
+    Every worker must create it, and call it, at the same points."""
+
+    def __init__(self, deadline: float, kvstore=None):
+        self.deadline, self.kvstore = deadline, kvstore
+        if kvstore is not None:
+            init_keys(kvstore, [STOP_KEY], [mx.nd.zeros(1)])
+
+    def __call__(self) -> bool:
+        late = time.time() > self.deadline
+        if self.kvstore is None:
+            return late
+        vote = mx.nd.array([float(late)])
+        self.kvstore.pushpull(STOP_KEY, vote, out=vote)
+        return bool(vote.asscalar() > 0)

@@ -1,0 +1,1 @@
+"""Inference: loading models, the predictor (TTA, cascade, ensembles), export, quantization, evaluation."""

@@ -1,0 +1,64 @@
+"""Normalized error of a model on an annotated split, through the same :class:`Predictor`
+that writes submissions (one inference path for validation, ``evaluate`` and ``predict``)."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import mxnet as mx
+
+from ..build import build_eval_dataset
+from ..cpu import cpu_has_bf16
+from ..data.dataset import FashionAIDataset
+from ..errors import DataError
+from ..metrics import normalized_error
+from ..runs import load_state
+from .load import load_model
+from .model import KeypointModel
+from .predictor import Predictor
+
+
+def evaluate_dataset(model: KeypointModel, dataset: FashionAIDataset, ctx: Sequence[mx.Context] = (mx.cpu(),),
+                     batch_size: int = 16, flip: bool = False) -> dict:
+    """:func:`~fashion_gluon.metrics.normalized_error` of ``model`` on the images of an annotated ``dataset``."""
+    annotations = dataset.annotations
+    if annotations.keypoints is None:
+        raise DataError(f"split {dataset.split!r} of {dataset.folder.parent} has no ground truth "
+                        "(test/annotations.csv)")
+    predictor = Predictor([model], flip=flip, ctx=ctx, batch_size=batch_size)
+    images = [dataset.image_path(row) for row in range(len(dataset))]
+    points = predictor.predict(images, annotations.categories)
+    return normalized_error(points, annotations.keypoints, annotations.categories)
+
+
+def evaluate_model(model: KeypointModel, data_root: "str | os.PathLike", split: str = "val",
+                   ctx: Sequence[mx.Context] = (mx.cpu(),), batch_size: int = 8, flip: bool = False) -> dict:
+    """NE of ``model`` on ``split`` of ``data_root``, as its run's configuration splits it."""
+    dataset = build_eval_dataset(model.config, data_root, model.category, split)
+    return evaluate_dataset(model, dataset, ctx, batch_size, flip)
+
+
+def evaluate_run(run_dir: "str | os.PathLike", data_root: "str | os.PathLike | None" = None,
+                 split: str = "val", flip: bool = False, ctx: Sequence[mx.Context] = (mx.cpu(),),
+                 batch_size: int = 16) -> dict:
+    """NE (keys ``ne``, ``per_category``, ``per_keypoint``, ``count``, ...) of the run's best
+    weights on ``split`` of ``data_root`` (default: the data the run was trained on)."""
+    model = KeypointModel.from_run(run_dir, list(ctx))
+    return evaluate_model(model, data_root or load_state(run_dir)["data_root"], split, list(ctx), batch_size, flip)
+
+
+def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike",
+                     data_root: "str | os.PathLike | None" = None, split: str = "val",
+                     batch_size: int = 8) -> dict:
+    """Validation NE (percent) of a run's fp32 inference, bf16 (where the CPU runs it) and its
+    INT8 export, and the NE points INT8 loses against fp32."""
+    data_root = data_root or load_state(run_dir)["data_root"]
+    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir)}
+    if cpu_has_bf16():
+        models["bf16"] = load_model(run_dir, precision="bf16")
+    ne = {name: evaluate_model(model, data_root, split, batch_size=batch_size)["ne"]
+          for name, model in models.items()}
+    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"]}
+
+
+__all__ = ["evaluate_dataset", "evaluate_model", "evaluate_run", "precision_report"]

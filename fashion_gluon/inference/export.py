@@ -1,0 +1,210 @@
+"""Export of trained models: symbol + params and ONNX files in an export directory.
+
+An exported model is a directory::
+
+    export.json                         format (symbol | onnx | int8), category, input size,
+                                        network stride, source run; written last
+    config.yaml                         the run's configuration (codec, validation split)
+    model-symbol.json, model-0000.params   format symbol or int8
+    model.onnx                          format onnx
+
+:func:`~fashion_gluon.inference.load.load_model` turns such a directory, or a training run
+directory, into a :class:`~fashion_gluon.inference.model.KeypointModel`.
+
+Facts this module relies on (mxnet 1.9.1):
+
+* ``mx.onnx.export_model`` works with ``onnx==1.15.0``. It lists every weight as a graph input
+  too, which makes onnxruntime skip constant folding; :func:`strip_initializer_inputs` fixes
+  that. ``BilinearResize2D`` is always written as ``align_corners`` Resize, so a model built
+  with half-pixel bilinear upsampling is refused (use ``upsample='nearest'``), as is any
+  operator without an ONNX converter; the error names the operator and node.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from ..build import load_run
+from ..config import save_config
+from ..errors import FashionGluonError
+from ..fileio import atomic_path, write_json
+
+FORMATS = ("symbol", "onnx")
+META = "export.json"
+PREFIX = "model"
+INPUT_NAME = "data"
+
+
+class ExportError(FashionGluonError):
+    """A model cannot be exported, quantized or loaded as asked."""
+
+
+# ----------------------------------------------------------------------------- symbol files
+
+
+def forward_once(net: gluon.HybridBlock, input_size: tuple[int, int], ctx: mx.Context = mx.cpu()) -> None:
+    """Hybridize ``net`` (keeping its flags if already hybridized) and run a dummy batch through
+    it, so that its graph exists for export and conversion."""
+    if not net._active:
+        net.hybridize()
+    net(mx.nd.zeros((1, 3, *input_size), ctx=ctx))
+
+
+def export_symbol(net: gluon.HybridBlock, input_size: tuple[int, int], prefix: "str | os.PathLike") -> tuple[Path, Path]:
+    """Write ``net``'s graph and weights as ``PREFIX-symbol.json`` and ``PREFIX-0000.params``
+    (each atomically); returns their paths."""
+    prefix = Path(prefix)
+    forward_once(net, input_size)
+    targets = (prefix.parent / f"{prefix.name}-symbol.json", prefix.parent / f"{prefix.name}-0000.params")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=prefix.parent) as folder:  # same file system: renames work
+        net.export(str(Path(folder) / PREFIX), epoch=0)
+        written = (Path(folder) / f"{PREFIX}-symbol.json", Path(folder) / f"{PREFIX}-0000.params")
+        for source, target in zip(written, targets):
+            with atomic_path(target) as tmp:
+                os.replace(source, tmp)
+    return targets
+
+
+def load_symbol(prefix: "str | os.PathLike", ctx: mx.Context = mx.cpu()) -> gluon.SymbolBlock:
+    """The hybridized SymbolBlock of ``PREFIX-symbol.json`` + ``PREFIX-0000.params``."""
+    prefix = Path(prefix)
+    net = gluon.SymbolBlock.imports(str(prefix.parent / f"{prefix.name}-symbol.json"), [INPUT_NAME],
+                                    str(prefix.parent / f"{prefix.name}-0000.params"), ctx=ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+def _onnx_converters() -> set[str]:
+    """The MXNet operators mx.onnx can convert at the installed onnx's opset."""
+    # deferred: onnx is an optional dependency (the export extra)
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    from onnx.defs import onnx_opset_version
+    opset = onnx_opset_version()
+    return {op for version, table in MXNetGraph.registry_.items() if 12 <= version <= opset for op in table}
+
+
+def onnx_problems(symbol: mx.sym.Symbol) -> list[str]:
+    """One line per node of ``symbol`` that mx.onnx cannot export, or exports wrongly."""
+    converters = _onnx_converters()
+    problems = []
+    for node in json.loads(symbol.tojson())["nodes"]:
+        op, name, attrs = node["op"], node["name"], node.get("attrs", {})
+        if op == "null":
+            continue
+        if op not in converters:
+            problems.append(f"operator {op!r} (node {name!r}) has no ONNX converter in mxnet {mx.__version__}")
+        elif op == "_contrib_BilinearResize2D" and attrs.get("align_corners", "True") not in ("True", "1"):
+            problems.append(f"operator {op!r} (node {name!r}) would be exported with align_corners=True, "
+                            "unlike the model's half-pixel resize; build the model with upsample='nearest'")
+    return problems
+
+
+def strip_initializer_inputs(model) -> int:
+    """Remove the weights (initializers) from the graph inputs of the ONNX ``model`` so that
+    onnxruntime treats them as constants; returns how many were removed."""
+    weights = {initializer.name for initializer in model.graph.initializer}
+    keep = [value for value in model.graph.input if value.name not in weights]
+    removed = len(model.graph.input) - len(keep)
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    return removed
+
+
+def export_onnx(net: gluon.HybridBlock, input_size: tuple[int, int], path: "str | os.PathLike") -> Path:
+    """Write ``net`` as an ONNX file at ``path`` (atomically) with a dynamic batch size and
+    image size; raises ExportError naming an operator that does not export correctly."""
+    import onnx  # deferred: optional dependency (the export extra)
+    path = Path(path)
+    forward_once(net, input_size)
+    with tempfile.TemporaryDirectory() as folder:
+        symbol_file, params_file = export_symbol(net, input_size, Path(folder) / PREFIX)
+        problems = onnx_problems(mx.sym.load(str(symbol_file)))
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ExportError(f"cannot export to ONNX: {problems[0]}{more}")
+        raw = Path(folder) / "raw.onnx"
+        try:
+            mx.onnx.export_model(str(symbol_file), str(params_file), in_shapes=[(1, 3, *input_size)],
+                                 in_types=[np.float32], onnx_file_path=str(raw), dynamic=True,
+                                 dynamic_input_shapes=[(None, 3, None, None)])
+        except (AttributeError, NotImplementedError, ValueError) as error:
+            raise ExportError(f"cannot export to ONNX: {error}") from None
+        model = onnx.load(str(raw))
+    strip_initializer_inputs(model)
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return path
+
+
+class OnnxNet:
+    """An ONNX file run by onnxruntime, called like a network: NDArray batch in, list of
+    NDArray heatmaps out. ``stride``: input sides must be multiples of it."""
+
+    def __init__(self, path: "str | os.PathLike", stride: int):
+        import onnxruntime  # deferred: optional dependency (the export extra)
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.stride = int(stride)
+
+    def run(self, data: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for a float32 batch (N, 3, H, W)."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(data, dtype=np.float32)})
+
+    def __call__(self, data: mx.nd.NDArray) -> list[mx.nd.NDArray]:
+        return [mx.nd.array(output, ctx=data.context) for output in self.run(data.asnumpy())]
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def cpu_only(ctx: Sequence[mx.Context], what: str) -> None:
+    """Raise ExportError unless every context of ``ctx`` is a CPU."""
+    if any(c.device_type != "cpu" for c in ctx):
+        raise ExportError(f"{what} runs on CPU only, got contexts {list(ctx)}")
+
+
+def finish_export(out: Path, fmt: str, files: Sequence[Path], run_dir, config: dict, state: dict,
+                   net_stride: int, **extra) -> dict:
+    """Write config.yaml and, last, export.json describing the export in ``out``; returns the latter."""
+    meta = {"format": fmt, "category": state["category"], "input_size": list(config["data"]["input_size"]),
+            "net_stride": int(net_stride), "files": [Path(f).name for f in files],
+            "source": str(Path(run_dir).resolve()), "data_root": state.get("data_root"), **extra}
+    save_config(config, out / "config.yaml")
+    write_json(out / META, meta)
+    return meta
+
+
+def export_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", fmt: str = "symbol") -> dict:
+    """Export the best weights of a training run to ``out_dir`` as ``fmt`` (symbol | onnx);
+    returns the export.json record."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    net, config, state = load_run(run_dir)
+    size, out = tuple(config["data"]["input_size"]), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = (export_symbol(net, size, out / PREFIX) if fmt == "symbol"
+             else (export_onnx(net, size, out / f"{PREFIX}.onnx"),))
+    return finish_export(out, fmt, files, run_dir, config, state, net.stride)
+
+
+def is_export(path: "str | os.PathLike") -> bool:
+    """Whether ``path`` is an exported model directory (holds export.json)."""
+    return (Path(path) / META).is_file()
+
+
+__all__ = ["FORMATS", "META", "PREFIX", "ExportError", "export_symbol", "load_symbol", "onnx_problems",
+           "strip_initializer_inputs", "export_onnx", "OnnxNet", "export_run", "is_export", "cpu_only",
+           "forward_once", "finish_export"]

@@ -1,0 +1,58 @@
+"""Loading any model for prediction: a training run directory or an export directory
+(symbol, ONNX, INT8), optionally converted to bf16."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import mxnet as mx
+
+from ..config import load_config
+from ..build import build_codec
+from ..fileio import read_json
+from ..runs import LAST
+from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol
+from .model import KeypointModel
+from .quantize import to_bf16
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context]):
+    """The network of an export directory: a SymbolBlock (symbol, int8) or an OnnxNet."""
+    if meta["format"] == "onnx":
+        cpu_only(ctx, "an ONNX model")
+        return OnnxNet(path / meta["files"][0], meta["net_stride"])
+    if meta["format"] == "int8":
+        cpu_only(ctx, "an INT8 model")
+    net = load_symbol(path / PREFIX, ctx[0])
+    net.stride = int(meta["net_stride"])
+    return net
+
+
+def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),),
+               precision: str = "fp32") -> KeypointModel:
+    """A KeypointModel of an export directory (any format) or a training run directory;
+    ``precision="bf16"`` converts an fp32 MXNet model with ``mx.contrib.amp`` (CPU)."""
+    path, ctx = Path(path), list(ctx)
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if not is_export(path):
+        if not (path / LAST).is_file():
+            raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
+        model, fmt = KeypointModel.from_run(path, ctx), "run"
+    else:
+        meta = read_json(path / META)
+        config, fmt = load_config(path / "config.yaml"), meta["format"]
+        model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config),
+                              str(path), config)
+    if precision == "bf16":
+        if fmt not in ("run", "symbol"):
+            raise ExportError(f"bf16 applies to fp32 MXNet models; {path} is a {fmt} export")
+        cpu_only(ctx, "bf16 inference")
+        model.net = to_bf16(model.net, model.input_size)
+    return model
+
+
+__all__ = ["PRECISIONS", "load_model"]

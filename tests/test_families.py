@@ -1,0 +1,45 @@
+"""Model families: each registered model has one, and its codec, loss and outputs line up."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fashion_gluon.families import CPN_FAMILY, HOURGLASS_FAMILY, ModelFamily, family_of
+from fashion_gluon.losses import CPNLoss, HourglassLoss
+from fashion_gluon.models import get_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_has_a_family(name):
+    assert family_of(name) in (CPN_FAMILY, HOURGLASS_FAMILY)
+
+
+def test_family_is_taken_from_the_network_class_not_the_name():
+    assert family_of("cpn_mobilenetv2_0.5") is CPN_FAMILY
+    assert family_of("hourglass_small") is HOURGLASS_FAMILY
+    with pytest.raises(ValueError, match="unknown model"):
+        family_of("cpn_does_not_exist")
+
+
+def test_family_losses():
+    assert type(CPN_FAMILY.loss()) is CPNLoss
+    assert type(HOURGLASS_FAMILY.loss(ohkm=True)) is HourglassLoss
+    assert HOURGLASS_FAMILY.loss(ohkm=True).ohkm is not None
+    assert HOURGLASS_FAMILY.loss(ohkm=False).ohkm is None
+
+
+@pytest.mark.parametrize("name, kwargs", [("cpn_resnet18", {"channels": 32}), ("hourglass_small", {})])
+def test_codec_targets_line_up_with_the_outputs_and_the_loss_accepts_them(name, kwargs):
+    family = family_of(name)
+    net = get_model(name, 3, **kwargs)
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    outputs = net(x)
+    codec = family.codec((64, 64), 4, 2.0)
+    targets, weights = codec.encode(np.array([[10.0, 20.0], [30.0, 31.0], [50.0, 12.0]]), np.ones(3))
+    assert targets.shape[1:] == outputs[-1].shape[1:]
+    if family is CPN_FAMILY:  # one target per output, the GlobalNet ones blurrier, coarse first
+        assert len(targets) == len(outputs)
+        assert list(codec.sigmas) == sorted(codec.sigmas, reverse=True)
+    batch = mx.nd.array(np.stack([targets, targets]))
+    value = family.loss()(outputs, batch, mx.nd.array(np.stack([weights, weights])))
+    assert np.isfinite(value.asscalar()) and value.asscalar() > 0
+    np.testing.assert_array_equal(ModelFamily.final(outputs).asnumpy(), outputs[-1].asnumpy())
