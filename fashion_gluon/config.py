@@ -2,7 +2,9 @@
 
 A config is a plain nested dict. Every valid key exists in :data:`DEFAULTS`;
 a YAML file or an override naming any other key is an error that lists the
-closest valid keys, so a typo never silently trains the wrong experiment.
+closest valid keys, so a typo never silently trains the wrong experiment. Every
+value is checked when the config is loaded (:func:`validate`: types, choices,
+ranges, the model name and an input size the model accepts), before any data is read.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import yaml
 
 from .errors import ConfigError
 from .fileio import atomic_write
+from .models.registry import check_input_size, model_class
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -125,13 +128,27 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+#: The recipes shipped with the package (``configs/`` of the repository).
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def config_path(name: "str | os.PathLike") -> Path:
+    """``name`` as a file path, or the shipped recipe of that name (``cpu_fast``, ``cpn_resnet50``, ...)."""
+    path = Path(name)
+    if not path.is_file() and (CONFIG_DIR / f"{path.name}.yaml").is_file() and path.suffix == "":
+        return CONFIG_DIR / f"{path.name}.yaml"
+    return path
+
+
 def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str] = ()) -> dict:
-    """Defaults, then the YAML file ``path``, then ``key=value`` overrides."""
+    """Defaults, then the YAML file ``path`` (or a shipped recipe's name, see :func:`config_path`),
+    then ``key=value`` overrides; every value validated (:func:`validate`)."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            raise ConfigError(f"config file not found: {path} (shipped recipes: {shipped})")
         with open(path) as handle:
             try:
                 loaded = yaml.safe_load(handle) or {}
@@ -143,7 +160,112 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
     for text in overrides:
         key, value = parse_override(text)
         set_key(config, key, value)
+    return validate(config, str(path) if path is not None and not overrides else "config")
+
+
+# ----------------------------------------------------------------------------- validation
+
+_CHOICES: dict[str, tuple] = {
+    "train.optimizer": ("sgd", "adam"),
+    "train.lr_schedule": ("step", "cosine"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.kvstore": ("device", "local", "dist_sync", "dist_device_sync", "dist_async"),
+    "codec.decode": ("dark", "quarter"),
+}
+# key: (kind, lower bound, upper bound, lower bound inclusive); kinds: int, number, probability
+_RANGES: dict[str, tuple] = {
+    "data.stride": ("int", 1, None, True), "data.sigma": ("number", 0, None, False),
+    "data.val_fraction": ("number", 0, 1, True), "data.split_seed": ("int", None, None, True),
+    "data.num_workers": ("int", 0, None, True), "data.rotate_p": ("number", 0, 1, True),
+    "data.max_rotate": ("number", 0, 180, True), "data.flip_p": ("number", 0, 1, True),
+    "data.crop_margin": ("number", 0, None, True),
+    "loss.fg_weight": ("number", 0, None, True),
+    "train.epochs": ("int", 1, None, True), "train.batch_size": ("int", 1, None, True),
+    "train.lr": ("number", 0, None, False), "train.momentum": ("number", 0, 1, True),
+    "train.wd": ("number", 0, None, True), "train.warmup_steps": ("int", 0, None, True),
+    "train.warmup_lr": ("number", 0, None, False), "train.seed": ("int", None, None, True),
+    "train.val_every": ("int", 1, None, True), "train.log_every": ("int", 1, None, True),
+    "swa.cycles": ("int", 1, None, True), "swa.cycle_epochs": ("int", 1, None, True),
+    "swa.lr_max": ("number", 0, None, False), "swa.lr_min": ("number", 0, None, True),
+}
+_OPTIONAL = {"loss.top_k": ("int", 1, None, True), "train.clip_gradient": ("number", 0, None, False),
+             "train.time_budget_s": ("number", 0, None, False)}
+_BOOLEANS = ("data.color", "loss.ohkm")
+
+
+def _number(key: str, value: Any, kind: str, low, high, inclusive: bool, source: str) -> None:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if kind == "int" and not is_int or kind != "int" and not (is_int or isinstance(value, float)):
+        raise ConfigError(f"{source}: {key} must be {'an integer' if kind == 'int' else 'a number'}, "
+                          f"got {value!r}")
+    too_low = low is not None and (value < low if inclusive else value <= low)
+    if too_low or (high is not None and value > high) or value != value:
+        bounds = (f"{'≥' if inclusive else '>'} {low}" if low is not None else "") + \
+                 (f"{' and ' if low is not None else ''}≤ {high}" if high is not None else "")
+        raise ConfigError(f"{source}: {key} must be {bounds}, got {value!r}")
+
+
+def _pair(config: dict, key: str, low: float, high: "float | None", source: str) -> None:
+    section, name = key.split(".")
+    value = config[section][name]
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            or not low < value[0] <= value[1] or (high is not None and value[1] > high)):
+        upper = f" ≤ {high}" if high is not None else ""
+        raise ConfigError(f"{source}: {key} must be two numbers [a, b] with {low} < a ≤ b{upper}, got {value!r}")
+
+
+def validate(config: dict, source: str = "config") -> dict:
+    """Check every value of ``config`` (types, choices, ranges, the model name and an input size
+    the model accepts); raise one ConfigError naming the first bad key. Returns ``config``."""
+    flat = _flatten(config)
+    for key, choices in _CHOICES.items():
+        if key in flat and flat[key] not in choices:
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(choices)}, got {flat[key]!r}")
+    for key, rule in _RANGES.items():
+        _number(key, flat[key], *rule, source)
+    for key, rule in _OPTIONAL.items():
+        if flat[key] is not None:
+            _number(key, flat[key], *rule, source)
+    for key in _BOOLEANS:
+        if not isinstance(flat[key], bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {flat[key]!r}")
+    _pair(config, "data.crop_area", 0, 1, source)
+    _pair(config, "data.crop_aspect", 0, None, source)
+    train = config["train"]
+    steps, factors = train["lr_steps"], train["lr_factors"]
+    if (not isinstance(steps, list) or not isinstance(factors, list) or len(steps) != len(factors)
+            or steps != sorted(steps) or not all(isinstance(s, int) and s >= 0 for s in steps)
+            or not all(isinstance(f, (int, float)) and f > 0 for f in factors)):
+        raise ConfigError(f"{source}: train.lr_steps (ascending epochs) and train.lr_factors (positive) must be "
+                          f"lists of the same length, got {steps!r} and {factors!r}")
+    if not isinstance(config["model"]["kwargs"], dict):
+        raise ConfigError(f"{source}: model.kwargs must be a mapping, got {config['model']['kwargs']!r}")
+    pretrained = config["model"]["pretrained"]
+    if not isinstance(pretrained, (bool, str)):
+        raise ConfigError(f"{source}: model.pretrained must be true, false or a .params path, got {pretrained!r}")
+    _check_model(config, source)
     return config
+
+
+def _check_model(config: dict, source: str) -> None:
+    """The model name is registered and takes the input size; the heatmap stride divides it."""
+    size = config["data"]["input_size"]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ConfigError(f"{source}: data.input_size must be [H, W] with positive integers, got {size!r}")
+    model = config["model"]
+    try:
+        check_input_size(model["name"], tuple(size), **model["kwargs"])
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{source}: {error}") from None
+    stride, output_stride = config["data"]["stride"], model_class(model["name"]).output_stride
+    if stride != output_stride:
+        raise ConfigError(f"{source}: data.stride={stride}, but {model['name']} predicts heatmaps at stride "
+                          f"{output_stride}; set data.stride={output_stride}")
+    if size[0] % stride or size[1] % stride:
+        raise ConfigError(f"{source}: data.input_size {list(size)} is not divisible by the heatmap stride "
+                          f"data.stride={stride}")
 
 
 def save_config(config: dict, path: "str | os.PathLike") -> None:

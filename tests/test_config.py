@@ -79,3 +79,43 @@ def test_shipped_configs_load():
     assert len(configs) >= 7
     for path in configs:
         assert load_config(path)["model"]["name"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.optimizer=adamw", "train.optimizer must be one of sgd, adam, got 'adamw'"),
+    ("train.lr_schedule=poly", "train.lr_schedule must be one of step, cosine"),
+    ("train.precision=int8", "train.precision must be one of fp32, bf16, fp16"),
+    ("train.kvstore=nccl", "train.kvstore must be one of device"),
+    ("train.lr=-1", "train.lr must be > 0, got -1"),
+    ("train.lr=abc", "train.lr must be a number, got 'abc'"),
+    ("train.epochs=2.5", "train.epochs must be an integer, got 2.5"),
+    ("train.batch_size=0", "train.batch_size must be ≥ 1, got 0"),
+    ("data.flip_p=1.5", r"data.flip_p must be ≥ 0 and ≤ 1, got 1.5"),
+    ("data.crop_area=[0.5]", r"data.crop_area must be two numbers \[a, b\]"),
+    ("loss.top_k=0", "loss.top_k must be ≥ 1, got 0"),
+    ("train.time_budget_s=0", "train.time_budget_s must be > 0, got 0"),
+    ("data.color=maybe", "data.color must be true or false, got 'maybe'"),
+    ("train.lr_steps=[20,10]", "train.lr_steps .* must be lists of the same length"),
+    ("model.name=cpn_foo", "unknown model 'cpn_foo'"),
+    ("data.input_size=[100,100]", r"input size \(H, W\) = \(100, 100\) does not suit cpn_resnet50.*e.g. \(128, 128\)"),
+    ("data.stride=8", "data.stride=8, but cpn_resnet50 predicts heatmaps at stride 4"),
+])
+def test_values_are_checked_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_a_bad_value_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  momentum: 2\n")
+    with pytest.raises(ConfigError, match=rf"{path}: train.momentum must be ≥ 0 and ≤ 1, got 2"):
+        load_config(path)
+
+
+def test_shipped_recipes_load_by_name_and_the_demo_reads_cpu_fast():
+    from fashion_gluon.tools.demo import DEMO_RECIPE
+    config = load_config(DEMO_RECIPE)
+    assert config["model"]["name"] == "cpn_resnet18" and config["loss"]["fg_weight"] == 10
+    assert load_config("cpn_resnet50")["model"]["pretrained"] is True
+    with pytest.raises(ConfigError, match="config file not found: nope .*shipped recipes: .*cpu_fast"):
+        load_config("nope")

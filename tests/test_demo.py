@@ -1,10 +1,14 @@
 """The main job end to end, at toy size, as a user runs it (in its own process: the demo
 switches on bf16 AMP, which patches MXNet for the rest of a process)."""
 import json
+import math
 import subprocess
 import sys
 
+import pytest
+
 from fashion_gluon.data.submission import validate_submission
+from fashion_gluon.metrics import evaluate_csv
 
 
 def test_demo_end_to_end(tmp_path):
@@ -17,6 +21,10 @@ def test_demo_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0, name
     data = out / "data" / "test"
     assert validate_submission(data / "test.csv", out / "submission.csv", data) == []
-    assert 0 < summary["test_ne_tta"] < 1000 and 0 < summary["val_ne_tta"] < 1000 and summary["epochs"] >= 2
+    # the reported test NE is the submission's, scored against the test ground truth
+    assert summary["test_ne_tta"] == pytest.approx(evaluate_csv(data / "annotations.csv", out / "submission.csv")["ne"])
+    assert math.isfinite(summary["val_ne_tta"]) and summary["epochs"] >= 1
+    state = json.loads((out / "run" / "last.json").read_text())
+    assert state["epoch"] == summary["epochs"] and state["train_seconds"] >= 5.0  # training used its budget
     assert summary["test_time_scales"] == [1.0, 1.2]
     assert "overall" in done.stdout and "with flip + scales: val NE" in done.stdout

@@ -186,3 +186,16 @@ def test_unwritable_out_dir_fails_before_training(tiny_data, tmp_path):
     blocker.write_text("x")
     with pytest.raises(FashionGluonError, match="is not writable"):
         fit(tiny_data, "all", blocker / "run", load_config(overrides=TINY), progress=False)
+
+
+def test_time_budget_ends_training_annealed_and_resume_spends_only_the_rest(tiny_data, tmp_path):
+    config = load_config(overrides=TINY + ["train.epochs=1000", "train.time_budget_s=6", "train.lr_schedule=cosine",
+                                           "train.warmup_steps=0", "train.val_every=1000"])
+    out = tmp_path / "run"
+    record = fit(tiny_data, "all", out, config, progress=False)
+    state = load_state(out)
+    assert 1 <= record["epoch"] < 1000 and "val_ne" in record  # stopped by the budget, validated at the stop
+    assert record["lr"] < 0.1 * config["train"]["lr"]  # the cosine is (nearly) at its end
+    assert 6.0 <= state["train_seconds"] < 6.0 + 30
+    again = fit(tiny_data, None, out, resume=True, progress=False)  # budget already used up
+    assert again["epoch"] == record["epoch"] + 1  # one epoch of at most one step, then it stops

@@ -4,7 +4,7 @@ import pytest
 from mxnet import gluon
 
 from fashion_gluon.config import DEFAULTS
-from fashion_gluon.engine.schedule import swa_schedule, training_schedule
+from fashion_gluon.engine.schedule import BudgetSchedule, swa_schedule, training_schedule
 from fashion_gluon.errors import ConfigError
 
 
@@ -53,3 +53,32 @@ def test_bad_schedule_config():
         training_schedule(dict(DEFAULTS["train"], lr_steps=[1]), 10)
     with pytest.raises(ConfigError, match="must be 'step' or 'cosine'"):
         training_schedule(dict(DEFAULTS["train"], lr_schedule="poly"), 10)
+
+
+class _Clock:
+    progress = 0.0
+
+
+def test_budget_schedule_follows_the_share_of_the_budget_used():
+    clock = _Clock()
+    train = dict(DEFAULTS["train"], lr=1.0, warmup_lr=0.1, warmup_steps=4, lr_schedule="cosine")
+    schedule = BudgetSchedule(train, clock)
+    assert schedule(1) == pytest.approx(0.1)  # update 1 is step 0 of the warm-up
+    assert schedule(3) == pytest.approx(0.1 + 0.9 * 2 / 4)
+    assert schedule(5) == pytest.approx(1.0)  # warm-up over, nothing of the budget used
+    clock.progress = 0.5
+    assert schedule(6) == pytest.approx(0.5)
+    clock.progress = 1.0
+    assert schedule(7) == pytest.approx(0.0, abs=1e-12)  # annealed when the budget ends
+    clock.progress = 1.7  # a late step never raises the lr again
+    assert schedule(8) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_budget_schedule_step_levels_are_shares_of_the_epochs():
+    clock = _Clock()
+    train = dict(DEFAULTS["train"], lr=1.0, warmup_steps=0, lr_schedule="step", epochs=20,
+                 lr_steps=[10, 15], lr_factors=[0.5, 0.1])
+    schedule = BudgetSchedule(train, clock)
+    for share, lr in ((0.0, 1.0), (0.49, 1.0), (0.5, 0.5), (0.74, 0.5), (0.75, 0.1), (1.0, 0.1)):
+        clock.progress = share
+        assert schedule(10) == pytest.approx(lr), share

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
-from ..schema import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask, check_category
+from ..schema import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask
 
 ABSENT_CELL = "-1_-1_-1"
 TEST_LIST_COLUMNS: tuple[str, ...] = ("image_id", "image_category")

@@ -6,6 +6,9 @@ update really runs at the cycle's last lr.
 """
 from __future__ import annotations
 
+import math
+from typing import Protocol
+
 from gluoncv.utils.lr_scheduler import LRScheduler, LRSequential
 
 from ..errors import ConfigError
@@ -51,3 +54,35 @@ def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
 def swa_schedule(cycles: int, cycle_iters: int, lr_max: float, lr_min: float) -> LRSequential:
     """``cycles`` cycles in which the lr falls linearly from ``lr_max`` to ``lr_min``."""
     return _sequence([_segment("linear", lr_max, lr_min, cycle_iters) for _ in range(cycles)])
+
+
+class _Progress(Protocol):
+    progress: float  # share of the time budget used, 0..1
+
+
+class BudgetSchedule:
+    """The ``train`` section's schedule laid over a time budget instead of a step count:
+    linear warm-up over ``warmup_steps`` updates, then ``cosine`` decay (to 0) or the ``step``
+    levels (``lr_factors`` from the share ``lr_steps[i] / epochs`` of the budget on) as functions
+    of ``budget.progress``, the share of the budget used. The run therefore ends annealed
+    when the budget ends, however fast the machine is, and it corrects itself as training
+    speeds up or slows down (e.g. a slower epoch on a busy machine)."""
+
+    def __init__(self, train: dict, budget: _Progress):
+        self.base_lr, self.warmup_lr = float(train["lr"]), float(train["warmup_lr"])
+        self.warmup, self.mode, self.budget = int(train["warmup_steps"]), train["lr_schedule"], budget
+        epochs = max(int(train["epochs"]), 1)
+        self.levels = [(step / epochs, float(factor)) for step, factor in zip(train["lr_steps"], train["lr_factors"])]
+
+    def __call__(self, num_update: int) -> float:
+        step = max(num_update - 1, 0)  # MXNet numbers updates from 1
+        if step < self.warmup:
+            return self.warmup_lr + (self.base_lr - self.warmup_lr) * step / self.warmup
+        share = min(max(self.budget.progress, 0.0), 1.0)
+        if self.mode == "cosine":
+            return self.base_lr * 0.5 * (1.0 + math.cos(math.pi * share))
+        factor = 1.0
+        for start, level in self.levels:
+            if share >= start:
+                factor = level
+        return self.base_lr * factor

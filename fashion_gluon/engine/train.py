@@ -22,7 +22,7 @@ from ..runs import load_state, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
-from .schedule import training_schedule
+from .schedule import BudgetSchedule, training_schedule
 from .trainer import TimeBudget, build_loader, build_trainer, enable_mixed_precision, scale_for_workers
 from .transfer import load_matching
 
@@ -146,7 +146,13 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     if dist:
         net(mx.nd.zeros((1, 3, *config["data"]["input_size"]), ctx=ctx[0]))  # settle deferred shapes
     loss_fn = build_loss(config)
-    trainer = build_trainer(net, tcfg, training_schedule(scale_for_workers(tcfg, num_parts), len(loader)), kvstore)
+    scaled = scale_for_workers(tcfg, num_parts)
+    budget = None
+    if tcfg["time_budget_s"] is not None:
+        spent = state.get("train_seconds", 0.0) if state is not None else 0.0
+        budget = TimeBudget(float(tcfg["time_budget_s"]), spent, dist)
+    schedule = training_schedule(scaled, len(loader)) if budget is None else BudgetSchedule(scaled, budget)
+    trainer = build_trainer(net, tcfg, schedule, kvstore)
     if tcfg["precision"] == "fp16":
         amp.init_trainer(trainer)
 
@@ -157,15 +163,13 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     model = KeypointModel(net, category, build_codec(config), str(run_dir), config)
     logger = RunLogger(run_dir) if is_writer else None
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
-    budget = tcfg["time_budget_s"]
-    out_of_time = None if budget is None else TimeBudget(time.time() + float(budget), dist)
     record: dict = {}
     global_step = first_epoch * len(loader)
     for epoch in range(first_epoch, epochs):
         sampler.set_epoch(epoch)
         tic = time.time()
         stats = run_epoch(net, loader, loss_fn, trainer, ctx, epoch, f"epoch {epoch + 1}/{epochs}",
-                          run_dir, progress, logger, global_step, int(tcfg["log_every"]), out_of_time,
+                          run_dir, progress, logger, global_step, int(tcfg["log_every"]), budget,
                           num_parts)
         global_step += stats["steps"]
         stopped = stats["out_of_time"]
@@ -181,6 +185,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
         if is_writer:
             save_checkpoint(run_dir, net, trainer, {"epoch": epoch + 1, "category": category,
                                                     "best_ne": best, "global_step": global_step,
+                                                    "train_seconds": budget.spent() if budget else None,
                                                     "data_root": str(Path(data_root).resolve())}, config)
             logger.epoch(record)
         if stopped:

@@ -115,20 +115,30 @@ STOP_KEY = 1 << 30
 
 
 class TimeBudget:
-    """``budget()`` is True once ``deadline`` (a ``time.time()`` value) has passed; with a
-    distributed ``kvstore``, once it has passed for ANY worker (a summed vote each call), so
-    every worker stops after the same step instead of waiting forever for the others.
-    Every worker must create it, and call it, at the same points."""
+    """A training time budget of ``seconds`` of which ``spent`` were used by earlier sessions of
+    the run (resume). ``budget()`` is True once it is used up; ``progress`` is the share used
+    (0..1) as of the last call, which :class:`~.schedule.BudgetSchedule` lays the learning rate
+    over. With a distributed ``kvstore`` both are agreed each call (a summed vote: out of time
+    once ANY worker is; progress the workers' mean), so every worker stops after the same step
+    and uses the same lr. Every worker must create it, and call it, at the same points."""
 
-    def __init__(self, deadline: float, kvstore=None):
-        self.deadline, self.kvstore = deadline, kvstore
+    def __init__(self, seconds: float, spent: float = 0.0, kvstore=None):
+        self.seconds, self.spent_before, self.kvstore = float(seconds), float(spent), kvstore
+        self.started, self.progress = time.time(), min(self.spent_before / self.seconds, 1.0)
         if kvstore is not None:
-            init_keys(kvstore, [STOP_KEY], [mx.nd.zeros(1)])
+            init_keys(kvstore, [STOP_KEY], [mx.nd.zeros(2)])
+
+    def spent(self) -> float:
+        """Seconds of the budget used so far, earlier sessions included."""
+        return self.spent_before + time.time() - self.started
 
     def __call__(self) -> bool:
-        late = time.time() > self.deadline
+        share = min(self.spent() / self.seconds, 1.0)
         if self.kvstore is None:
-            return late
-        vote = mx.nd.array([float(late)])
+            self.progress = share
+            return share >= 1.0
+        vote = mx.nd.array([float(share >= 1.0), share])
         self.kvstore.pushpull(STOP_KEY, vote, out=vote)
-        return bool(vote.asscalar() > 0)
+        late, total = vote.asnumpy()
+        self.progress = float(total) / self.kvstore.num_workers
+        return bool(late > 0)

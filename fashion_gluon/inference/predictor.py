@@ -184,7 +184,7 @@ class Predictor:
         names, counts = np.unique(np.asarray(categories, dtype=object).astype(str), return_counts=True)
         for name in names:
             check_category(name)
-        missing = [f"{name!r} ({count} image{'s' * (count > 1)})"
+        missing = [f"{name!r} ({count} image{'s' if count > 1 else ''})"
                    for name, count in zip(names, counts) if not self.models_for(name)]
         if missing:
             raise FashionGluonError(

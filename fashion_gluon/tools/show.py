@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.annotations import Annotations, read_annotations
+from ..data.annotations import read_annotations
 from ..data.submission import match_rows, read_submission
 from ..data.images import read_image
 from ..errors import DataError
