@@ -31,7 +31,8 @@ def build_family(config: dict) -> ModelFamily:
 def build_codec(config: dict) -> HeatmapCodec:
     """The target codec of the config's model family."""
     data = config["data"]
-    return build_family(config).codec(data["input_size"], int(data["stride"]), float(data["sigma"]))
+    return build_family(config).codec(data["input_size"], int(data["stride"]), float(data["sigma"]),
+                                      config["codec"]["decode"])
 
 
 def build_model(config: dict, category: str, ctx: Sequence[mx.Context]) -> gluon.HybridBlock:

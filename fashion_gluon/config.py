@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
         "crop_margin": 25,
         "color": True,
     },
+    "codec": {
+        "decode": "dark",           # dark (distribution-aware, sub-pixel) | quarter (argmax + ¼ px shift)
+    },
     "loss": {
         "fg_weight": 0.0,           # pixel weight 1 + fg_weight * target (from-scratch training needs ~10)
         "top_k": None,              # OHKM keypoints per sample; None = half of them

@@ -39,9 +39,10 @@ class ModelFamily:
     name: str
     sigma_factors: tuple[float, ...]  # σ factor of each target level (1 level: broadcast to every output)
 
-    def codec(self, input_size: Sequence[int], stride: int, sigma: float) -> HeatmapCodec:
-        """The codec whose targets line up with this family's outputs."""
-        return HeatmapCodec(tuple(input_size), stride, sigma, self.sigma_factors)
+    def codec(self, input_size: Sequence[int], stride: int, sigma: float, decode: str = "dark") -> HeatmapCodec:
+        """The codec whose targets line up with this family's outputs (``decode``: see
+        :meth:`HeatmapCodec.decode`)."""
+        return HeatmapCodec(tuple(input_size), stride, sigma, self.sigma_factors, decode)
 
     def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True) -> gluon.HybridBlock:
         """The training loss over this family's outputs."""

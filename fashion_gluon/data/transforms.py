@@ -3,7 +3,8 @@
 Conventions (shared with :mod:`fashion_gluon.codec` and :mod:`fashion_gluon.keypoints`):
 
 * A point is ``(x, y)`` in pixels; integer coordinates are pixel centres, as in
-  ``cv2.warpAffine``: ``dst(p) = src(M⁻¹ p)``. Pixel ``x`` covers ``[x − ½, x + ½]``.
+  ``cv2.warpAffine``: ``dst(p) = src(M⁻¹ p)``. Pixel ``x`` covers ``[x − ½, x + ½]``, so a
+  point is inside a frame of size ``(H, W)`` when it lies in ``[−½, W − ½] × [−½, H − ½]``.
 * Sizes are ``(H, W)``; images are ``(H, W, 3)`` uint8 RGB until :class:`Normalize`,
   which makes them ``(3, H, W)`` float32.
 * A horizontal flip of a frame of width ``W`` maps ``x → W − 1 − x`` (not ``W − x``).
@@ -99,10 +100,10 @@ def inverse_transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarr
 
 
 def _inside(points: np.ndarray, size: Size) -> np.ndarray:
-    """(K,) bool: the point lies in [0, W − 1] × [0, H − 1] (False for NaN)."""
+    """(K,) bool: the point lies in [−½, W − ½] × [−½, H − ½], the area its pixels cover (False for NaN)."""
     h, w = size
     x, y = points[:, 0], points[:, 1]
-    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
 def _move(sample: Sample, delta: np.ndarray, size: Size, **changes) -> Sample:

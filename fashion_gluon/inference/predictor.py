@@ -19,6 +19,10 @@ Decisions (documented once, here):
   ±100 px in x and ±80 px in y *per 512 px* of image width / height (the seed's margins on its
   512×512 images, scaled so any image size behaves alike), clipped to the image. The second
   pass runs on the crop with the same flip / scales / checkpoints; its keypoints are final.
+* **Clipping.** Keypoints are clipped to the image's pixel centres, [0, W − 1] × [0, H − 1]:
+  sub-pixel decoding may put a peak on the border row or column up to half a heatmap pixel
+  past them (a submission needs non-negative coordinates inside the image), and clipping
+  never moves a point away from an annotation, which is a pixel of the image.
 """
 from __future__ import annotations
 
@@ -207,8 +211,9 @@ class Predictor:
     def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None
                 ) -> np.ndarray:
         """Keypoints (N, 24, 2) in original image pixels of ``images`` (paths or uint8 RGB
-        arrays); −1 for keypoints outside each image's category. ``categories``: one per image,
-        one for all, or None (:meth:`default_category`); ``all`` predicts all 24 keypoints."""
+        arrays), clipped to the image; −1 for keypoints outside each image's category.
+        ``categories``: one per image, one for all, or None (:meth:`default_category`); ``all``
+        predicts all 24 keypoints."""
         images = list(images)
         if categories is None or isinstance(categories, str):
             categories = [categories or self.default_category()] * len(images)
@@ -262,7 +267,7 @@ class Predictor:
         codec = models[0].codec
         for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):
             decoded, _ = codec.decode(heatmaps)
-            points[rows] = inverse_transform_points(decoded, matrices)
+            points[rows] = np.clip(inverse_transform_points(decoded, matrices), 0, image_sizes[:, None, ::-1] - 1)
             sizes[rows] = image_sizes
         return points, sizes
 
