@@ -165,8 +165,8 @@ def evaluate_csv(truth_csv: "str | os.PathLike", pred_csv: "str | os.PathLike") 
     """:func:`normalized_error` of a submission CSV against an annotation CSV.
 
     Rows are matched by ``image_id`` (order is free; extra predicted images are
-    ignored). Both files get the readers' checks (:func:`read_annotations` with
-    its default, strict handling of missing category keypoints;
+    ignored). Both files get the readers' checks (:func:`read_annotations`, which reads a
+    category keypoint written ``-1_-1_-1`` as absent and so unscored;
     :func:`read_submission`, which rejects duplicate images). Raises DataError
     when the prediction lacks images of the truth or gives an image another
     category.

@@ -227,10 +227,43 @@ def test_duplicate_image_id_names_both_rows(train_csv):
     assert "duplicate image_id 'Images/outwear/0001.jpg' (first in row 3)" in message
 
 
-def test_missing_category_keypoint_is_an_error_by_default(train_csv):
+def test_missing_category_keypoint_is_read_as_absent_with_one_warning(train_csv):
+    set_cell(train_csv, BLOUSE_ROW, "armpit_right", "-1_-1_-1")
+    set_cell(train_csv, BLOUSE_ROW, "armpit_left", "-1_-1_-1")
+    set_cell(train_csv, SKIRT_ROW, "waistband_left", "-1_-1_-1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = read_annotations(train_csv)
+    assert len(caught) == 1
+    assert "3 keypoint(s) of their own category in 2 row(s) are -1_-1_-1 and read as absent" in str(caught[0].message)
+    assert f"first: row {BLOUSE_ROW}, column 'armpit_left'" in str(caught[0].message)
+    expected = sample().keypoints.copy()
+    for row, name in ((BLOUSE_ROW, "armpit_right"), (BLOUSE_ROW, "armpit_left"), (SKIRT_ROW, "waistband_left")):
+        expected[row - 2, KEYPOINT_NAMES.index(name)] = -1
+    np.testing.assert_array_equal(loaded.keypoints, expected)
+    assert len(loaded) == 5
+
+
+def test_absent_category_keypoints_are_neither_trained_on_nor_scored(train_csv):
+    from fashion_gluon.data.transforms import Sample
+    from fashion_gluon.metrics import normalized_error
+    set_cell(train_csv, BLOUSE_ROW, "neckline_left", "-1_-1_-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = read_annotations(train_csv)
+    k = KEYPOINT_NAMES.index("neckline_left")
+    sample_ = Sample.from_image(np.zeros((600, 600, 3), np.uint8), loaded.keypoints[BLOUSE_ROW - 2])
+    assert sample_.weights[k] == 0 and sample_.weights.sum() > 0
+    far = loaded.keypoints[..., :2].copy()
+    far[BLOUSE_ROW - 2, k] = 1e6  # a wild prediction for the absent point changes nothing
+    assert normalized_error(far, loaded.keypoints, loaded.categories)["ne"] == pytest.approx(
+        normalized_error(loaded.keypoints[..., :2], loaded.keypoints, loaded.categories)["ne"])
+
+
+def test_missing_category_keypoint_is_an_error_when_asked(train_csv):
     set_cell(train_csv, BLOUSE_ROW, "armpit_right", "-1_-1_-1")
     with pytest.raises(DataError) as exc_info:
-        read_annotations(train_csv)
+        read_annotations(train_csv, on_missing_keypoint="error")
     message = assert_located(exc_info, train_csv, BLOUSE_ROW, "armpit_right")
     assert "keypoint of category 'blouse' is missing (-1_-1_-1)" in message
 
@@ -250,7 +283,7 @@ def test_missing_category_keypoint_skip_drops_rows_with_one_warning(train_csv):
 
 
 def test_bad_on_missing_keypoint_option(train_csv):
-    with pytest.raises(ValueError, match="on_missing_keypoint must be 'error' or 'skip'"):
+    with pytest.raises(ValueError, match="on_missing_keypoint must be 'absent', 'error' or 'skip'"):
         read_annotations(train_csv, on_missing_keypoint="drop")
 
 

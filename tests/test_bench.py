@@ -1,4 +1,8 @@
 """The benchmark command's plumbing (figures themselves are recorded in the README, not asserted)."""
+import json
+
+import pytest
+
 from fashion_gluon.tools import bench
 
 
@@ -20,3 +24,16 @@ def test_format_result_lists_models_and_data():
     text = bench.format_result(result)
     assert "100.0 GFLOP/s" in text and "jpeg 256²:   400.0 img/s/core" in text
     assert "(66 % of peak)" in text and "INT8 3.00x" in text
+
+
+def test_decoding_floor_of_dark_is_below_the_goal_and_far_below_the_quarter_rule(tiny_data, capsys):
+    from fashion_gluon.cli import main
+    from fashion_gluon.tools.codec_floor import decoding_floor
+    floor = decoding_floor(tiny_data, sizes=(64, 160))
+    assert floor["images"] > 0 and set(floor["sizes"]) == {"64", "160"}
+    for figures in floor["sizes"].values():
+        assert figures["dark"] < 0.05 < 0.5 < figures["quarter"]  # goal: ≤ 0.25 % at every size
+    assert floor["sizes"]["64"]["quarter"] > floor["sizes"]["160"]["quarter"]  # the ¼-px rule costs more when small
+    assert main(["bench", "codec", "--data-root", str(tiny_data), "--sizes", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sizes"]["64"]["dark"] == pytest.approx(floor["sizes"]["64"]["dark"])
+    assert main(["bench", "codec"]) == 2  # needs --data-root

@@ -14,6 +14,7 @@ from ..metrics import evaluate_csv
 from ..models import check_input_size
 from ..models.pretrained import backbone_weight_status
 from ..tools.bench import format_result as format_bench
+from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
 from ..tools.demo import run_demo
 from ..tools.summary import format_summary, summarize
@@ -67,6 +68,12 @@ def cmd_weights(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.what == "codec":
+        if not args.data_root:
+            raise FashionGluonError("bench codec needs --data-root (a FashionAI layout with annotations)")
+        floor = decoding_floor(args.data_root, args.sizes, progress=True)
+        print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
+        return
     result = bench_run(args.what, model=args.model, batch=args.batch, size=args.size,
                        data_root=args.data_root, rec=args.rec)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
@@ -131,13 +138,15 @@ def register(sub) -> None:
     p = sub.add_parser("weights", help="which pretrained backbone files are present")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("bench", help="speed benchmarks: data pipeline, models, or all")
-    p.add_argument("what", choices=("data", "model", "all"))
+    p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; codec: the NE decoding alone costs")
+    p.add_argument("what", choices=("data", "model", "all", "codec"))
     p.add_argument("--model", default="cpn_resnet50")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--data-root", help="images to read (default: a small synthetic set)")
     p.add_argument("--rec", action="store_true", help="data: also time the same pipeline from a RecordIO pack")
+    p.add_argument("--sizes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(160, 256, 384),
+                   help="codec: square input sizes, e.g. 160,256,384")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -254,7 +254,7 @@ def file_order(problem: DataError) -> tuple[float, int]:
     return (problem.row if problem.row is not None else float("inf"), column)
 
 
-def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "error") -> Annotations:
+def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "absent") -> Annotations:
     """Read a train.csv-layout file into :class:`Annotations` (keypoints float32 (N, 24, 3)).
 
     Every problem is a DataError naming the file, row and column: wrong header,
@@ -263,12 +263,13 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "erro
     duplicate image_id, a keypoint of another category that is not
     ``-1_-1_-1``, or a negative coordinate.
 
-    A keypoint of the row's own category written ``-1_-1_-1`` (missing) is an
-    error with ``on_missing_keypoint="error"`` (the default); with ``"skip"``
-    such rows are dropped and a single ``warnings.warn`` reports how many.
+    A keypoint of the row's own category written ``-1_-1_-1`` (the competition's "does not
+    exist") is, with ``on_missing_keypoint="absent"`` (the default), read as absent: v = −1,
+    weight 0 in training, not scored; one ``warnings.warn`` counts them. ``"skip"`` drops such
+    rows instead (one warning), ``"error"`` raises a DataError naming the first.
     """
-    if on_missing_keypoint not in ("error", "skip"):
-        raise ValueError(f"on_missing_keypoint must be 'error' or 'skip', got {on_missing_keypoint!r}")
+    if on_missing_keypoint not in ("absent", "error", "skip"):
+        raise ValueError(f"on_missing_keypoint must be 'absent', 'error' or 'skip', got {on_missing_keypoint!r}")
     table, problems = read_table(path, SUBMISSION_COLUMNS, {
         TEST_LIST_COLUMNS: "this is a test list (image_id,image_category) without keypoint columns; "
                            "read it with read_image_list"})
@@ -277,14 +278,21 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "erro
     values = keypoint_values(table)
     codes = cell_codes(values, category_mask(table.categories), visible_only=False)
     raise_first(cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories))
-    missing = (codes == _MISSING).any(axis=1)
+    missing = codes == _MISSING
+    keep = np.ones(len(missing), dtype=bool)
     if missing.any():
-        first = cell_problems(table, np.where(codes == _MISSING, codes, 0), table.categories)[0]
+        first = cell_problems(table, np.where(missing, codes, 0), table.categories)[0]
         if on_missing_keypoint == "error":
             raise first
-        warnings.warn(f"{table.path}: dropped {int(missing.sum())} of {len(missing)} rows with a missing "
-                      f"keypoint of their category; first: {first}", stacklevel=2)
-    keep = ~missing
+        rows = int(missing.any(axis=1).sum())
+        if on_missing_keypoint == "skip":
+            keep = ~missing.any(axis=1)
+            warnings.warn(f"{table.path}: dropped {rows} of {len(missing)} rows with a missing keypoint of "
+                          f"their category; first: {first}", stacklevel=2)
+        else:
+            warnings.warn(f"{table.path}: {int(missing.sum())} keypoint(s) of their own category in {rows} row(s) "
+                          f"are -1_-1_-1 and read as absent (not trained on, not scored); first: row "
+                          f"{first.row}, column {first.column!r}", stacklevel=2)
     return Annotations(table.cells[keep, 0].tolist(), table.cells[keep, 1].tolist(),
                        values[keep].astype(np.float32))
 

@@ -135,13 +135,18 @@ def crop(sample: Sample, box: Box) -> Sample:
 def resize(sample: Sample, size: Size, keep_aspect: bool = False) -> Sample:
     """Scale the frame to ``size`` (H, W); with ``keep_aspect`` scale uniformly and centre it
     (letterbox: the padding shows Warp's border value)."""
-    (h, w), (out_h, out_w) = sample.size, size
+    return _move(sample, resize_matrix(sample.size, size, keep_aspect), size)
+
+
+def resize_matrix(size: Size, out_size: Size, keep_aspect: bool = False) -> np.ndarray:
+    """The 3×3 matrix of a resize from a frame of ``size`` (H, W) to ``out_size`` (cv2.resize's
+    half-pixel convention; ``keep_aspect``: uniform scale, centred)."""
+    (h, w), (out_h, out_w) = size, out_size
     sx, sy = out_w / w, out_h / h
     if keep_aspect:
         sx = sy = min(sx, sy)
     ox, oy = (out_w - w * sx) / 2.0, (out_h - h * sy) / 2.0
-    delta = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy], [0.0, 0.0, 1.0]])
-    return _move(sample, delta, size)
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy], [0.0, 0.0, 1.0]])
 
 
 def hflip(sample: Sample) -> Sample:
