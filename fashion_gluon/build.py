@@ -20,7 +20,12 @@ from .data.transforms import test_transform, train_transform
 from .families import ModelFamily, family_of
 from .models import get_model
 from .runs import load_state, run_config, weights_path
-from .schema import num_keypoints
+from .schema import KeypointSchema, load_schema
+
+
+def build_schema(config: dict) -> KeypointSchema:
+    """The keypoint schema of the config (``data.schema``: a shipped name or a file)."""
+    return load_schema(config["data"]["schema"])
 
 
 def build_family(config: dict) -> ModelFamily:
@@ -38,7 +43,7 @@ def build_codec(config: dict) -> HeatmapCodec:
 def build_model(config: dict, category: str, ctx: Sequence[mx.Context]) -> gluon.HybridBlock:
     """The config's model for ``category``, initialized on ``ctx`` and hybridized."""
     model = config["model"]
-    net = get_model(model["name"], num_keypoints(category), pretrained=model["pretrained"],
+    net = get_model(model["name"], build_schema(config).category_size(category), pretrained=model["pretrained"],
                     ctx=list(ctx), **model["kwargs"])
     net.hybridize(static_alloc=True, static_shape=True)
     return net
@@ -61,7 +66,7 @@ def build_train_dataset(config: dict, data_root: "str | os.PathLike", category: 
                               color=data["color"])
     return FashionAIDataset(data_root, category, "train", augment, build_codec(config),
                             val_fraction=data["val_fraction"], split_seed=data["split_seed"],
-                            seed=config["train"]["seed"])
+                            seed=config["train"]["seed"], schema=build_schema(config))
 
 
 def build_eval_dataset(config: dict, data_root: "str | os.PathLike", category: str,
@@ -69,7 +74,8 @@ def build_eval_dataset(config: dict, data_root: "str | os.PathLike", category: s
     """``split`` without augmentation (items ``(image, matrix, row)``), as a run with ``config`` splits it."""
     data = config["data"]
     return FashionAIDataset(data_root, category, split, test_transform(tuple(data["input_size"])),
-                            val_fraction=data["val_fraction"], split_seed=data["split_seed"])
+                            val_fraction=data["val_fraction"], split_seed=data["split_seed"],
+                            schema=build_schema(config))
 
 
 def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),)):
@@ -81,5 +87,5 @@ def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu()
     return net, config, state
 
 
-__all__ = ["build_family", "build_codec", "build_model", "build_loss", "build_train_dataset",
+__all__ = ["build_schema", "build_family", "build_codec", "build_model", "build_loss", "build_train_dataset",
            "build_eval_dataset", "load_run"]

@@ -19,6 +19,7 @@ import yaml
 from .errors import ConfigError
 from .fileio import atomic_write
 from .models.registry import check_input_size, model_class
+from .schema import load_schema
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "kwargs": {},               # extra keyword arguments of the model constructor
     },
     "data": {
+        "schema": "fashionai",      # keypoint schema: a shipped name or a YAML/JSON file (fashion_gluon/schema.py)
         "input_size": [384, 384],   # (H, W) of the network input
         "stride": 4,                # heatmap stride
         "sigma": 2.0,               # base Gaussian sigma, heatmap pixels
@@ -247,6 +249,9 @@ def validate(config: dict, source: str = "config") -> dict:
     pretrained = config["model"]["pretrained"]
     if not isinstance(pretrained, (bool, str)):
         raise ConfigError(f"{source}: model.pretrained must be true, false or a .params path, got {pretrained!r}")
+    if not isinstance(config["data"]["schema"], str):
+        raise ConfigError(f"{source}: data.schema must be a schema name or file path, got {config['data']['schema']!r}")
+    load_schema(config["data"]["schema"])  # a bad schema file fails here, with its own one-line error
     _check_model(config, source)
     return config
 

@@ -1,107 +1,221 @@
-"""The FashionAI keypoint schema: the one source of truth.
+"""Keypoint schemas: which keypoints exist, how they group into categories, which pairs a flip
+exchanges and which pair normalizes the error — read from a small YAML/JSON file.
+
+FashionAI's schema (24 keypoints, 5 categories) is the shipped default,
+``fashion_gluon/schemas/fashionai.yaml``; any other file of the same form works everywhere
+(``data.schema`` in a config, ``--schema`` on the command line)::
+
+    name: my_garments
+    keypoints: [collar_left, collar_right, hem_left, hem_right, ...]   # the CSV column order
+    categories:
+      shirt: {keypoints: [collar_left, collar_right, hem_left, hem_right], normalize: [hem_left, hem_right]}
+      bag:   {keypoints: [...]}            # no normalize: errors are divided by the box diagonal
+    flip_pairs: [[collar_left, collar_right], [hem_left, hem_right]]
+    skeleton: [[collar_left, hem_left], ...]                             # optional, for pictures
 
 Conventions used everywhere in the package:
 
-* A point is ``(x, y)`` in pixels; integer coordinates are pixel centres
-  (OpenCV's ``warpAffine`` convention). Annotation arrays are ``(N, 24, 3)``
-  holding ``(x, y, v)`` in *original image* pixels, ``v`` = 1 visible,
-  0 annotated but occluded, -1 absent.
+* A point is ``(x, y)`` in pixels; integer coordinates are pixel centres (OpenCV's
+  ``warpAffine`` convention). Annotation arrays are ``(N, K, 3)`` holding ``(x, y, v)`` in
+  *original image* pixels, ``v`` = 1 visible, 0 annotated but occluded, -1 absent, with
+  ``K = schema.num_keypoints`` in the schema's order.
 * Image-like arrays are ``(..., H, W)``; sizes are written ``(H, W)``.
-* A model for one category predicts only that category's keypoints, in the
-  order of :func:`category_indices`; the ``all`` model predicts all 24.
+* A model for one category predicts only that category's keypoints, in the order of
+  :meth:`KeypointSchema.category_indices`; the ``all`` model predicts every keypoint.
 """
 from __future__ import annotations
 
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
 import numpy as np
+import yaml
 
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "neckline_left", "neckline_right", "center_front", "shoulder_left",
-    "shoulder_right", "armpit_left", "armpit_right", "waistline_left",
-    "waistline_right", "cuff_left_in", "cuff_left_out", "cuff_right_in",
-    "cuff_right_out", "top_hem_left", "top_hem_right", "waistband_left",
-    "waistband_right", "hemline_left", "hemline_right", "crotch",
-    "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
-)
-NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+from .errors import ConfigError
 
-CATEGORIES: tuple[str, ...] = ("blouse", "outwear", "dress", "skirt", "trousers")
-ALL = "all"  # the joint 24-keypoint model
-
-CATEGORY_KEYPOINTS: dict[str, tuple[int, ...]] = {
-    "blouse": (0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14),
-    "outwear": (0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14),
-    "dress": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 17, 18),
-    "skirt": (15, 16, 17, 18),
-    "trousers": (15, 16, 19, 20, 21, 22, 23),
-}
-
-# Left/right pairs exchanged by a horizontal flip.
-FLIP_PAIRS: tuple[tuple[int, int], ...] = (
-    (0, 1), (3, 4), (5, 6), (7, 8), (9, 11), (10, 12), (13, 14),
-    (15, 16), (17, 18), (20, 22), (21, 23),
-)
-
-# The pair whose ground-truth distance normalizes the error of a category.
-NORM_PAIRS: dict[str, tuple[int, int]] = {
-    "blouse": (5, 6), "outwear": (5, 6), "dress": (5, 6),
-    "skirt": (15, 16), "trousers": (15, 16),
-}
-
-# Lines drawn between keypoints for pictures (global indices).
-SKELETON: tuple[tuple[int, int], ...] = (
-    (0, 1), (0, 2), (1, 2), (0, 3), (1, 4), (3, 5), (4, 6), (3, 10), (4, 12),
-    (9, 10), (11, 12), (5, 9), (6, 11), (5, 7), (6, 8), (7, 13), (8, 14),
-    (13, 14), (7, 17), (8, 18), (17, 18), (15, 16), (15, 17), (16, 18),
-    (15, 21), (16, 23), (20, 21), (22, 23), (19, 20), (19, 22),
-)
-
-SUBMISSION_COLUMNS: tuple[str, ...] = ("image_id", "image_category") + KEYPOINT_NAMES
+ALL = "all"  # the joint model over every keypoint of the schema
+#: Schemas shipped with the package, by name.
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+DEFAULT_SCHEMA = "fashionai"
+ID_COLUMNS: tuple[str, ...] = ("image_id", "image_category")
 
 
-def check_category(category: str, allow_all: bool = True) -> str:
-    """Return ``category`` or raise a ValueError naming the valid ones."""
-    valid = CATEGORIES + ((ALL,) if allow_all else ())
-    if category not in valid:
-        raise ValueError(f"unknown category {category!r}; expected one of {', '.join(valid)}")
-    return category
+@dataclass(frozen=True)
+class KeypointSchema:
+    """Keypoint names, categories (global indices), flip pairs, normalizing pairs and skeleton."""
+
+    name: str
+    keypoints: tuple[str, ...]
+    categories: dict[str, tuple[int, ...]]
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    norm_pairs: dict[str, "tuple[int, int] | None"] = field(default_factory=dict)
+    skeleton: tuple[tuple[int, int], ...] = ()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_dict(cls, doc: Any, source: str = "schema") -> "KeypointSchema":
+        """A schema from its file form (see the module docstring); ConfigError naming ``source``
+        and the problem for a duplicate name, an unknown name in a category, a flip pair that is
+        not symmetric or leaves its category, a normalizing pair outside its category."""
+        def fail(message: str) -> ConfigError:
+            return ConfigError(f"{source}: {message}")
+
+        if not isinstance(doc, dict) or not isinstance(doc.get("keypoints"), list) or not doc["keypoints"]:
+            raise fail("a schema is a mapping with a non-empty 'keypoints' list and 'categories'")
+        names = [str(n) for n in doc["keypoints"]]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise fail(f"duplicate keypoint name {duplicates[0]!r}")
+        if ALL in (doc.get("categories") or {}):
+            raise fail(f"{ALL!r} is reserved (the model over every keypoint) and cannot name a category")
+        index = {n: i for i, n in enumerate(names)}
+
+        def lookup(name: Any, where: str) -> int:
+            if name not in index:
+                raise fail(f"{where}: unknown keypoint {name!r}")
+            return index[name]
+
+        def pairs(value: Any, where: str) -> tuple[tuple[int, int], ...]:
+            if not isinstance(value, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+                raise fail(f"{where} must be a list of [name, name] pairs")
+            return tuple((lookup(a, where), lookup(b, where)) for a, b in value)
+
+        categories: dict[str, tuple[int, ...]] = {}
+        norm_pairs: dict[str, "tuple[int, int] | None"] = {}
+        if not isinstance(doc.get("categories"), dict) or not doc["categories"]:
+            raise fail("'categories' must map each category to {keypoints: [...], normalize: [a, b]}")
+        for category, spec in doc["categories"].items():
+            where = f"category {category!r}"
+            if not isinstance(spec, dict) or not isinstance(spec.get("keypoints"), list) or not spec["keypoints"]:
+                raise fail(f"{where} needs a non-empty 'keypoints' list")
+            members = tuple(sorted(lookup(n, where) for n in spec["keypoints"]))
+            if len(set(members)) != len(members):
+                raise fail(f"{where} lists a keypoint twice")
+            categories[str(category)] = members
+            norm = spec.get("normalize")
+            if norm is not None:
+                (a, b), = pairs([norm], f"{where} normalize")
+                if a not in members or b not in members or a == b:
+                    raise fail(f"{where}: the normalizing pair {norm} must be two different keypoints of the category")
+            norm_pairs[str(category)] = None if norm is None else (a, b)
+        flips = pairs(doc.get("flip_pairs", []), "flip_pairs")
+        seen: set[int] = set()
+        for a, b in flips:
+            if a == b or a in seen or b in seen:
+                raise fail(f"flip pair [{names[a]}, {names[b]}] is not symmetric: each keypoint may appear in "
+                           "one pair only, with another keypoint")
+            seen.update((a, b))
+            for category, members in categories.items():
+                if (a in members) != (b in members):
+                    raise fail(f"flip pair [{names[a]}, {names[b]}] leaves category {category!r}: both or "
+                               "neither must belong to it")
+        return cls(str(doc.get("name", "schema")), tuple(names), categories, flips, norm_pairs,
+                   pairs(doc.get("skeleton", []), "skeleton"))
+
+    def to_dict(self) -> dict:
+        """The file form of this schema (names, not indices)."""
+        names = self.keypoints
+        categories = {}
+        for category, members in self.categories.items():
+            spec: dict = {"keypoints": [names[i] for i in members]}
+            if self.norm_pairs.get(category) is not None:
+                spec["normalize"] = [names[i] for i in self.norm_pairs[category]]
+            categories[category] = spec
+        return {"name": self.name, "keypoints": list(names), "categories": categories,
+                "flip_pairs": [[names[a], names[b]] for a, b in self.flip_pairs],
+                "skeleton": [[names[a], names[b]] for a, b in self.skeleton]}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        return tuple(self.categories)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The header of an annotation or submission CSV."""
+        return ID_COLUMNS + self.keypoints
+
+    def check_category(self, category: str, allow_all: bool = True) -> str:
+        """Return ``category`` or raise a ValueError naming the valid ones."""
+        valid = self.category_names + ((ALL,) if allow_all else ())
+        if category not in valid:
+            raise ValueError(f"unknown category {category!r}; expected one of {', '.join(valid)}")
+        return category
+
+    def category_indices(self, category: str) -> tuple[int, ...]:
+        """Global keypoint indices predicted by a model of ``category`` (``all``: every one)."""
+        self.check_category(category)
+        return tuple(range(self.num_keypoints)) if category == ALL else self.categories[category]
+
+    def category_size(self, category: str) -> int:
+        """Number of heatmap channels of a model of ``category``."""
+        return len(self.category_indices(category))
+
+    def flip_permutation(self, category: str = ALL) -> np.ndarray:
+        """Channel permutation of a horizontal flip, in ``category``'s local channel order:
+        ``flipped[..., perm[c], :, :]`` is the flip of channel ``c``; its own inverse."""
+        indices = self.category_indices(category)
+        partner = list(range(self.num_keypoints))
+        for a, b in self.flip_pairs:
+            partner[a], partner[b] = b, a
+        local = {g: i for i, g in enumerate(indices)}
+        return np.array([local[partner[g]] for g in indices], dtype=np.int64)
+
+    def category_mask(self, categories: "Sequence[str] | np.ndarray") -> np.ndarray:
+        """Boolean (N, K) mask of the keypoints that belong to each row's category."""
+        mask = np.zeros((len(categories), self.num_keypoints), dtype=bool)
+        for row, category in enumerate(categories):
+            mask[row, list(self.category_indices(category))] = True
+        return mask
+
+    def local_to_global(self, category: str, local: np.ndarray, fill: float = -1.0) -> np.ndarray:
+        """Scatter ``(..., K_category, D)`` values into ``(..., K, D)``, ``fill`` elsewhere."""
+        indices = list(self.category_indices(category))
+        out = np.full(local.shape[:-2] + (self.num_keypoints, local.shape[-1]), fill, dtype=local.dtype)
+        out[..., indices, :] = local
+        return out
 
 
-def category_indices(category: str) -> tuple[int, ...]:
-    """Global keypoint indices predicted by a model of ``category`` (``all`` → 0..23)."""
-    check_category(category)
-    return tuple(range(NUM_KEYPOINTS)) if category == ALL else CATEGORY_KEYPOINTS[category]
+@functools.lru_cache(maxsize=None)
+def _load_file(path: str) -> KeypointSchema:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read schema file {path}: {error.strerror or error}") from None
+    try:
+        doc = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+                          f"{str(error).splitlines()[0]}") from None
+    return KeypointSchema.from_dict(doc, path)
 
 
-def num_keypoints(category: str) -> int:
-    """Number of heatmap channels of a model of ``category``."""
-    return len(category_indices(category))
+def schema_path(name: "str | os.PathLike") -> Path:
+    """The file of a shipped schema's name (``fashionai``) or ``name`` itself as a path."""
+    path = Path(name)
+    shipped = SCHEMA_DIR / f"{path.name}.yaml"
+    return shipped if path.suffix == "" and not path.is_file() and shipped.is_file() else path
 
 
-def flip_permutation(category: str = ALL) -> np.ndarray:
-    """Channel permutation of a horizontal flip, in ``category``'s local channel order.
-
-    ``flipped[..., perm[c], :, :]`` is the flip of channel ``c``; the
-    permutation is its own inverse.
-    """
-    indices = category_indices(category)
-    partner = list(range(NUM_KEYPOINTS))
-    for a, b in FLIP_PAIRS:
-        partner[a], partner[b] = b, a
-    local = {g: i for i, g in enumerate(indices)}
-    return np.array([local[partner[g]] for g in indices], dtype=np.int64)
+def load_schema(name: "str | os.PathLike | KeypointSchema | None" = None) -> KeypointSchema:
+    """A schema by shipped name or file path (None: FashionAI's, the default); a schema is returned as is."""
+    if isinstance(name, KeypointSchema):
+        return name
+    path = schema_path(DEFAULT_SCHEMA if name is None else name)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SCHEMA_DIR.glob("*.yaml")))
+        raise ConfigError(f"schema file not found: {path} (shipped schemas: {shipped})")
+    return _load_file(str(path.resolve()))
 
 
-def category_mask(categories: "list[str] | np.ndarray") -> np.ndarray:
-    """Boolean (N, 24) mask of the keypoints that belong to each row's category."""
-    mask = np.zeros((len(categories), NUM_KEYPOINTS), dtype=bool)
-    for row, category in enumerate(categories):
-        mask[row, list(category_indices(category))] = True
-    return mask
-
-
-def local_to_global(category: str, local: np.ndarray, fill: float = -1.0) -> np.ndarray:
-    """Scatter ``(..., K_category, D)`` values into ``(..., 24, D)``, ``fill`` elsewhere."""
-    indices = list(category_indices(category))
-    out = np.full(local.shape[:-2] + (NUM_KEYPOINTS, local.shape[-1]), fill, dtype=local.dtype)
-    out[..., indices, :] = local
-    return out
+__all__ = ["ALL", "ID_COLUMNS", "DEFAULT_SCHEMA", "KeypointSchema", "load_schema", "schema_path"]

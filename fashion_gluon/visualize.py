@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .fileio import atomic_write
-from .schema import SKELETON, category_indices
+from .schema import KeypointSchema, load_schema
 from .metrics import normalizing_distance
 
 Color = tuple[int, int, int]
@@ -38,13 +38,15 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image).copy()
 
 
-def _as_points(keypoints: np.ndarray) -> np.ndarray:
-    """(24, 3) float points; a (24, 2) array gets v = 1 everywhere."""
+def _as_points(keypoints: np.ndarray, schema: KeypointSchema) -> np.ndarray:
+    """(K, 3) float points; a (K, 2) array gets v = 1 everywhere."""
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    if keypoints.shape == (len(keypoints), 2):
-        keypoints = np.concatenate([keypoints, np.ones((len(keypoints), 1))], axis=1)
-    if keypoints.shape != (24, 3):
-        raise ValueError(f"keypoints must have shape (24, 3) or (24, 2), got {keypoints.shape}")
+    k = schema.num_keypoints
+    if keypoints.shape == (k, 2):
+        keypoints = np.concatenate([keypoints, np.ones((k, 1))], axis=1)
+    if keypoints.shape != (k, 3):
+        raise ValueError(f"keypoints must have shape ({k}, 3) or ({k}, 2) (schema {schema.name!r}), "
+                         f"got {keypoints.shape}")
     return keypoints
 
 
@@ -58,10 +60,10 @@ def default_radius(image: np.ndarray) -> int:
     return max(2, int(round(min(image.shape[:2]) / 100)))
 
 
-def _drawn(points: np.ndarray, category: str) -> np.ndarray:
-    """Boolean (24,) mask of the category's keypoints that are annotated and finite."""
+def _drawn(points: np.ndarray, category: str, schema: KeypointSchema) -> np.ndarray:
+    """Boolean (K,) mask of the category's keypoints that are annotated and finite."""
     mask = np.zeros(len(points), dtype=bool)
-    mask[list(category_indices(category))] = True
+    mask[list(schema.category_indices(category))] = True
     return mask & (points[:, 2] >= 0) & np.isfinite(points[:, :2]).all(axis=1)
 
 
@@ -84,16 +86,18 @@ def _line(image: np.ndarray, a: np.ndarray, b: np.ndarray, color: Color, thickne
 
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, category: str,
                    color: Color = (255, 200, 0), radius: "int | None" = None,
-                   skeleton: bool = True) -> np.ndarray:
+                   skeleton: bool = True, schema: "KeypointSchema | None" = None) -> np.ndarray:
     """A copy of ``image`` with ``category``'s keypoints drawn: visible points filled,
     occluded (v == 0) hollow, absent (v == -1) not at all; optional skeleton lines
-    between drawn points. ``keypoints`` is (24, 3) or (24, 2) (all visible)."""
+    between drawn points (the schema's skeleton). ``keypoints`` is (K, 3) or (K, 2) (all visible)
+    under ``schema`` (default FashionAI's)."""
+    schema = load_schema(schema)
     out = _check_image(image)
-    points = _as_points(keypoints)
+    points = _as_points(keypoints, schema)
     radius = default_radius(out) if radius is None else radius
-    drawn = _drawn(points, category)
+    drawn = _drawn(points, category, schema)
     if skeleton:
-        for a, b in SKELETON:
+        for a, b in schema.skeleton:
             if drawn[a] and drawn[b]:
                 _line(out, points[a], points[b], color, max(1, radius // 2))
     for k in np.flatnonzero(drawn):
@@ -110,16 +114,18 @@ def error_color(ratio: float, max_ratio: float = 0.2) -> Color:
 
 
 def draw_comparison(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, category: str,
-                    max_ratio: float = 0.2, radius: "int | None" = None) -> np.ndarray:
-    """A copy of ``image`` with the truth (24, 3) as green dots (v == 0 hollow) and the
-    prediction (24, 2) as crosses coloured by d / s (green → red at ``max_ratio``; grey
+                    max_ratio: float = 0.2, radius: "int | None" = None,
+                    schema: "KeypointSchema | None" = None) -> np.ndarray:
+    """A copy of ``image`` with the truth (K, 3) as green dots (v == 0 hollow) and the
+    prediction (K, 2) as crosses coloured by d / s (green → red at ``max_ratio``; grey
     when the normalizing pair is missing), a line joining each pair."""
+    schema = load_schema(schema)
     out = _check_image(image)
-    truth = _as_points(truth)
-    pred = _as_points(pred)[:, :2]
+    truth = _as_points(truth, schema)
+    pred = _as_points(pred, schema)[:, :2]
     radius = default_radius(out) if radius is None else radius
-    s = normalizing_distance(truth[None], [category])[0]
-    drawn = _drawn(truth, category) & np.isfinite(pred).all(axis=1)
+    s = normalizing_distance(truth[None], [category], schema)[0]
+    drawn = _drawn(truth, category, schema) & np.isfinite(pred).all(axis=1)
     ratios = np.hypot(*(pred - truth[:, :2]).T) / s
     for k in np.flatnonzero(drawn):
         color = error_color(ratios[k], max_ratio)

@@ -6,7 +6,7 @@ import pytest
 from fashion_gluon.codec import HeatmapCodec, decoding_error
 from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.data import transforms as T
-from fashion_gluon.schema import flip_permutation
+from _fashionai import flip_permutation
 
 SIZE = (64, 96)  # (H, W) input -> (16, 24) heatmaps at stride 4
 

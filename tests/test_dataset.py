@@ -9,7 +9,7 @@ from fashion_gluon.data.dataset import EpochSampler, FashionAIDataset, load_spli
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from fashion_gluon.schema import CATEGORY_KEYPOINTS
+from _fashionai import CATEGORY_KEYPOINTS
 
 
 @pytest.fixture(scope="module")

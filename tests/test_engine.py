@@ -16,7 +16,7 @@ from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_s
 from fashion_gluon.engine.train import TrainingDiverged, fit
 from fashion_gluon.engine.transfer import load_matching
 from fashion_gluon.errors import DataError, FashionGluonError
-from fashion_gluon.schema import category_indices
+from _fashionai import FASHIONAI, category_indices
 from fashion_gluon.models import get_model
 
 
@@ -86,7 +86,7 @@ def test_resume_with_other_model_is_refused(tiny_data, tiny_run):
 
 def test_init_from_maps_all_category_head_to_skirt(tiny_run):
     net = get_model("cpn_resnet18", len(category_indices("skirt")), channels=32)
-    mapped = load_matching(net, tiny_run, "skirt")
+    mapped = load_matching(net, tiny_run, "skirt", FASHIONAI)
     assert mapped > 0
     net(mx.nd.zeros((1, 3, 64, 64)))  # finish deferred shape inference
     source = params_of(tiny_run / "best.params")

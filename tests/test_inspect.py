@@ -17,7 +17,7 @@ from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.errors import DataError
 from fashion_gluon.data.submission import match_rows
 from fashion_gluon.tools.show import image_folder, show, worst_images
-from fashion_gluon.schema import NUM_KEYPOINTS, num_keypoints
+from _fashionai import FASHIONAI, NUM_KEYPOINTS, num_keypoints
 from fashion_gluon.metrics import per_image_error
 from fashion_gluon.inference.model import KeypointModel
 
@@ -72,7 +72,7 @@ def random_model() -> KeypointModel:
     mx.random.seed(0)
     net = gluon.nn.Conv2D(NUM_KEYPOINTS, 4, strides=4, in_channels=3)
     net.initialize(mx.init.Normal(0.1))
-    return KeypointModel(net, "all", HeatmapCodec((64, 64), 4, 2.0))
+    return KeypointModel(net, "all", HeatmapCodec((64, 64), 4, 2.0), FASHIONAI)
 
 
 def test_show_writes_overlays_worst_gallery_chart_and_heatmaps(layout, tmp_path):
@@ -96,7 +96,7 @@ def test_show_writes_overlays_worst_gallery_chart_and_heatmaps(layout, tmp_path)
 def test_show_without_truth_draws_predictions_only(layout, tmp_path, capsys):
     truth = read_annotations(layout / "test" / "annotations.csv")
     shifted_prediction(truth, tmp_path / "pred.csv", np.zeros(len(truth)))
-    cmd_show(argparse.Namespace(pred=tmp_path / "pred.csv", data_root=layout, out=tmp_path / "out", truth=None,
+    cmd_show(argparse.Namespace(pred=tmp_path / "pred.csv", data_root=layout, out=tmp_path / "out", truth=None, schema=None,
                                 worst=8, limit=2, checkpoint=None, image=None, no_flip=False, ctx="cpu"))
     assert '"overlays"' in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["overlays.png"]

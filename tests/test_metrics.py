@@ -9,7 +9,7 @@ import pytest
 from fashion_gluon.data import annotations as csv_io
 from fashion_gluon.data import submission as submission_io
 from fashion_gluon.errors import DataError
-from fashion_gluon.schema import CATEGORIES, KEYPOINT_NAMES, category_mask
+from _fashionai import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, category_mask
 from fashion_gluon.metrics import (NEMeter, evaluate_csv, format_table, normalized_error,
                                    normalizing_distance, per_image_error)
 
@@ -184,9 +184,11 @@ def test_bad_category_and_non_finite_prediction():
 def test_format_table_lists_every_entry():
     pred, truth, categories = hand_example()
     with pytest.warns(UserWarning):
-        text = format_table(normalized_error(pred, truth, categories))
+        result = normalized_error(pred, truth, categories)
+    text = format_table(result)
     lines = text.splitlines()
-    assert lines[0].split() == ["overall", "34.833", "%", "(5", "keypoints,", "1", "images", "skipped)"]
+    assert lines[0].split()[:8] == ["overall", "34.833", "%", "(5", "keypoints,", "1", "images", "skipped;"]
+    assert lines[0].endswith(f"PCK@0.05 {result['pck@0.05']:.1f} %, PCK@0.1 {result['pck@0.1']:.1f} %)")
     rows = [line.split() for line in lines]
     for row in (["blouse", "12.222"], ["skirt", "68.750"], ["neckline_left", "16.667"],
                 ["armpit_left", "0.000"], ["armpit_right", "20.000"], ["waistband_left", "75.000"],
@@ -238,3 +240,15 @@ def test_evaluate_csv_rejects_other_category(tmp_path):
     with pytest.raises(DataError, match=rf"row 4, column 'image_category': image {ids[2]!r} is "
                                         rf"{other!r} here but {categories[2]!r} in .*truth.csv"):
         evaluate_csv(truth_csv, pred_csv)
+
+
+def test_pck_counts_the_pairs_within_each_threshold():
+    truth = np.full((1, NUM_KEYPOINTS, 3), -1.0)
+    skirt = [KEYPOINT_NAMES.index(n) for n in ("waistband_left", "waistband_right", "hemline_left", "hemline_right")]
+    truth[0, skirt] = [[100, 100, 1], [200, 100, 1], [100, 300, 1], [200, 300, 1]]  # s = 100 px
+    pred = truth[..., :2].copy()
+    pred[0, skirt, 0] += [0, 3, 8, 20]  # ratios 0, 0.03, 0.08, 0.2
+    result = normalized_error(pred, truth, ["skirt"])
+    assert result["pck@0.05"] == pytest.approx(50.0) and result["pck@0.1"] == pytest.approx(75.0)
+    assert result["ne"] == pytest.approx(100 * (0 + 0.03 + 0.08 + 0.2) / 4)
+    assert result["normalization"] == {"skirt": "pair waistband_left-waistband_right"}

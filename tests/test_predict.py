@@ -15,8 +15,9 @@ from fashion_gluon.data import transforms as T
 from fashion_gluon.data.annotations import Annotations, write_annotations
 from fashion_gluon.data.submission import read_submission
 from fashion_gluon.data.dataset import FashionAIDataset
+from _fashionai import load_schema
 from fashion_gluon.errors import FashionGluonError
-from fashion_gluon.schema import CATEGORY_KEYPOINTS, NUM_KEYPOINTS, category_mask, flip_permutation
+from _fashionai import CATEGORY_KEYPOINTS, NUM_KEYPOINTS, category_mask, flip_permutation
 from fashion_gluon.data.submission import save_submission
 from fashion_gluon.inference.model import KeypointModel
 from fashion_gluon.inference.predictor import Predictor, cascade_boxes, cascade_margins, resize_heatmaps, scaled_size
@@ -59,7 +60,7 @@ class DotNet(gluon.Block):
 def dot_model(input_size=(64, 64), bias: float = 0.0, category: str = SKIRT, **kwargs) -> KeypointModel:
     """A DotNet decoded with the ¼-pixel rule: its block peaks decode to exact quarter cells."""
     net = DotNet(bias=bias, **kwargs)
-    return KeypointModel(net, category, HeatmapCodec(input_size, 4, 2.0, decode="quarter"))
+    return KeypointModel(net, category, HeatmapCodec(input_size, 4, 2.0, decode="quarter"), load_schema())
 
 
 def block_image(size, corners, block: int = 4) -> np.ndarray:
@@ -159,7 +160,7 @@ def random_conv_model(category: str = "all", input_size=(64, 48), seed: int = 0)
     net = gluon.nn.Conv2D(len(flip_permutation(category)), 4, strides=4, in_channels=3)
     net.initialize(mx.init.Normal(0.1))
     net.stride = 4
-    return KeypointModel(net, category, HeatmapCodec(input_size, 4, 2.0))
+    return KeypointModel(net, category, HeatmapCodec(input_size, 4, 2.0), load_schema())
 
 
 def write_layout(root, images: dict, keypoints: "np.ndarray | None" = None, split: str = "test") -> None:

@@ -18,7 +18,7 @@ from fashion_gluon.data.recordio import RecordDataset, decode_payload, index_pat
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from fashion_gluon.schema import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
+from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
 
 SIZE = (64, 64)
 

@@ -12,7 +12,7 @@ import pytest
 from fashion_gluon.data.synthetic import (VARY_SIZE_RANGE, draw_garment, ensure_dataset, generate_dataset, image_name,
                                           render_sample, sample_garment, split_counts)
 from fashion_gluon.errors import ConfigError
-from fashion_gluon.schema import (CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS,
+from _fashionai import (CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS,
                                      SUBMISSION_COLUMNS)
 
 SMALL = (96, 128)  # (H, W) of the quick data sets

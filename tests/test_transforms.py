@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fashion_gluon.data import transforms as T
-from fashion_gluon.schema import CATEGORY_KEYPOINTS, KEYPOINT_NAMES, flip_permutation
+from _fashionai import CATEGORY_KEYPOINTS, KEYPOINT_NAMES, flip_permutation
 
 H, W = 301, 457  # a non-square original image
 OUT = (160, 224)

@@ -13,7 +13,6 @@ from ..inference.export import META
 from ..metrics import format_table
 from ..runs import is_run, load_state
 
-CATEGORY_CHOICES = ("blouse", "outwear", "dress", "skirt", "trousers", "all")
 
 
 def parse_ctx(text: str) -> list[mx.Context]:

@@ -25,10 +25,11 @@ def cmd_predict(args) -> None:
     rows, keypoints = predictor.predict_split(data_root, args.split)
     seconds = time.perf_counter() - tic
     test_csv, folder = layout_paths(data_root, args.split)
-    save_submission(args.out, rows, keypoints, test_csv if args.split == "test" else None, folder)
+    test_list = test_csv if args.split == "test" and test_csv.suffix == ".csv" else None  # else: rows themselves
+    save_submission(args.out, rows, keypoints, test_list, folder)
     report = {"out": str(args.out), "images": len(rows), "seconds": seconds, "seconds_per_image": seconds / len(rows)}
     if rows.keypoints is not None:
-        result = normalized_error(keypoints, rows.keypoints, rows.categories)
+        result = normalized_error(keypoints, rows.keypoints, rows.categories, rows.schema)
         report["ne"] = result["ne"]
         if not args.json:
             print(format_table(result))
@@ -42,7 +43,7 @@ def cmd_ensemble(args) -> None:
 
 def cmd_validate(args) -> None:
     image_root = None if args.no_image_check else (args.image_root or Path(args.test).parent)
-    problems = validate_submission(args.test, args.submission, image_root)
+    problems = validate_submission(args.test, args.submission, image_root, args.schema)
     for problem in problems:
         print(problem)
     if problems:
@@ -52,7 +53,7 @@ def cmd_validate(args) -> None:
 
 def cmd_show(args) -> None:
     written = show(args.pred, args.data_root, args.out, args.truth, args.worst, args.limit,
-                   args.checkpoint or (), args.image, not args.no_flip, parse_ctx(args.ctx))
+                   args.checkpoint or (), args.image, not args.no_flip, parse_ctx(args.ctx), args.schema)
     print(json.dumps({name: str(path) for name, path in written.items()}, indent=1))
 
 
@@ -84,6 +85,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("validate-submission", help="check a submission against test.csv; exit 0 when valid")
     p.add_argument("--test", required=True, help="the test list (test/test.csv)")
+    p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--submission", required=True)
     p.add_argument("--image-root", help="folder of the test images (default: the test list's folder)")
     p.add_argument("--no-image-check", action="store_true", help="skip the inside-the-image check")
@@ -92,6 +94,7 @@ def register(sub) -> None:
     p = sub.add_parser("show", help="pictures of a prediction: overlays, worst images, NE chart, heatmaps")
     p.add_argument("--pred", required=True, help="prediction / submission CSV")
     p.add_argument("--truth", help="ground-truth CSV (train.csv layout)")
+    p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--data-root", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-NE gallery")

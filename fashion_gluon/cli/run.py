@@ -6,6 +6,7 @@ import json
 
 from ..config import load_config, parse_override
 from ..data.synthetic import generate_dataset
+from ..data.synthetic_schema import generate_schema_dataset
 from ..engine.swa import run_swa
 from ..engine.train import fit
 from ..errors import FashionGluonError
@@ -13,17 +14,25 @@ from ..inference.evaluate import evaluate_run
 from ..metrics import evaluate_csv
 from ..models import check_input_size
 from ..models.pretrained import backbone_weight_status
+from ..schema import load_schema
 from ..tools.bench import format_result as format_bench
 from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
 from ..tools.demo import run_demo
 from ..tools.summary import format_summary, summarize
-from .common import CATEGORY_CHOICES, data_root_of, parse_ctx, parse_size, print_result
+from .common import data_root_of, parse_ctx, parse_size, print_result
 
 
 def cmd_synth(args) -> None:
-    summary = generate_dataset(args.root, per_category=args.per_category, seed=args.seed,
-                               workers=args.workers, vary_size=args.vary_size, progress=not args.quiet)
+    if args.schema is None or load_schema(args.schema) == load_schema():  # FashionAI's garments
+        if args.format != "csv":
+            raise FashionGluonError("the FashionAI garment drawer writes the CSV layout; --format coco needs "
+                                    "--schema FILE of another schema")
+        summary = generate_dataset(args.root, per_category=args.per_category, seed=args.seed,
+                                   workers=args.workers, vary_size=args.vary_size, progress=not args.quiet)
+    else:
+        summary = generate_schema_dataset(args.root, args.schema, args.per_category, args.seed, args.format,
+                                          progress=not args.quiet)
     print(json.dumps(summary, indent=1))
 
 
@@ -32,7 +41,7 @@ def cmd_evaluate(args) -> None:
         result = evaluate_run(args.checkpoint, args.data_root, args.split, flip=args.flip,
                               ctx=parse_ctx(args.ctx))
     elif args.truth and args.pred:
-        result = evaluate_csv(args.truth, args.pred)
+        result = evaluate_csv(args.truth, args.pred, args.schema)
     else:
         raise FashionGluonError("evaluate needs --truth and --pred, or --checkpoint")
     print_result(result, args.json)
@@ -85,17 +94,21 @@ def cmd_demo(args) -> None:
 
 def register(sub) -> None:
     """Add this module's commands to ``sub`` (the ``add_subparsers`` of the root parser)."""
-    p = sub.add_parser("synth", help="draw a synthetic data set in the FashionAI layout")
+    p = sub.add_parser("synth", help="draw a synthetic data set (FashionAI garments, or objects of any schema)")
     p.add_argument("root")
     p.add_argument("--per-category", type=int, default=100, help="images per category (train + test)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--vary-size", action="store_true", help="random image sizes instead of 512x512")
+    p.add_argument("--schema", help="draw simple objects of this schema (a YAML/JSON file) instead of garments")
+    p.add_argument("--format", choices=("csv", "coco"), default="csv",
+                   help="csv: the FashionAI layout (columns = the schema's names); coco: annotations.json per split")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("evaluate", help="normalized error of a prediction CSV or a checkpoint")
     p.add_argument("--truth", help="ground-truth CSV (train.csv layout)")
+    p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--pred", help="prediction / submission CSV")
     p.add_argument("--checkpoint", help="run directory to evaluate instead of a CSV")
     p.add_argument("--data-root", help="FashionAI layout root (default: the run's)")
@@ -107,7 +120,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a model of one category (or all)")
     p.add_argument("--data-root", required=True)
-    p.add_argument("--category", choices=CATEGORY_CHOICES)
+    p.add_argument("--category", help="a category of the run's schema, or all")
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("--out", help="run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
@@ -130,7 +143,7 @@ def register(sub) -> None:
     p = sub.add_parser("summary", help="parameters and GFLOPs (multiply-adds) of a model")
     p.add_argument("model")
     p.add_argument("--input", type=parse_size, default=(256, 192), help="H x W, e.g. 256x192")
-    p.add_argument("--keypoints", type=int, default=24)
+    p.add_argument("--keypoints", type=int, help="heatmap channels (default: the default schema's keypoint count)")
     p.add_argument("--options", nargs="*", default=[], metavar="key=value",
                    help="model constructor options, e.g. --options num_stacks=8")
     p.set_defaults(func=cmd_summary)

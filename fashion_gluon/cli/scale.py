@@ -15,7 +15,6 @@ from ..inference.evaluate import precision_report
 from ..inference.export import export_run
 from ..inference.quantize import quantize_run
 from . import run
-from .common import CATEGORY_CHOICES
 
 
 
@@ -45,7 +44,7 @@ def cmd_launch(args) -> None:
 
 def cmd_pack(args) -> None:
     summary = pack(args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
-                   "skip" if args.skip_bad_images else "error", progress=not args.quiet)
+                   "skip" if args.skip_bad_images else "error", progress=not args.quiet, schema=args.schema)
     print(json.dumps(summary))
 
 
@@ -81,7 +80,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("pack", help="pack a split into an indexed RecordIO file (.rec + .idx)")
     p.add_argument("--data-root", required=True)
-    p.add_argument("--category", required=True, choices=CATEGORY_CHOICES)
+    p.add_argument("--category", required=True, help="a category of the schema, or all")
+    p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--out", required=True, help="the .rec file (its .idx is written beside it)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"))
     p.add_argument("--val-fraction", type=float, default=0.1, help="as data.val_fraction of the runs")

@@ -1,8 +1,9 @@
-"""FashionAI CSV files: annotations (train.csv, test ground truth), test lists and submissions.
+"""FashionAI-layout CSV files: annotations (train.csv, test ground truth) and test lists.
 
 In memory a CSV is an :class:`Annotations`: ``image_ids`` (paths relative to
-the split folder), ``categories`` and ``keypoints`` of shape (N, 24, 3) holding
-``(x, y, v)`` in original image pixels (see :mod:`fashion_gluon.keypoints`).
+the split folder), ``categories`` and ``keypoints`` of shape (N, K, 3) holding
+``(x, y, v)`` in original image pixels, and the keypoint ``schema`` whose names are the
+CSV's columns (see :mod:`fashion_gluon.schema`; FashionAI's 24 keypoints by default).
 
 Readers validate everything and raise a :class:`~fashion_gluon.errors.DataError`
 located by file, 1-based spreadsheet row (the header is row 1) and column.
@@ -15,17 +16,18 @@ import csv
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
-from ..schema import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask
+from ..schema import ID_COLUMNS, KeypointSchema, load_schema
 
 ABSENT_CELL = "-1_-1_-1"
-TEST_LIST_COLUMNS: tuple[str, ...] = ("image_id", "image_category")
+TEST_LIST_COLUMNS: tuple[str, ...] = ID_COLUMNS
 
 _CELL = r"-?\d{1,9}_-?\d{1,9}_-?\d{1,9}"
 _CELL_RE = re.compile(_CELL)
@@ -46,11 +48,13 @@ _CELL_MESSAGES = {
 
 @dataclass
 class Annotations:
-    """Rows of a FashionAI CSV. ``keypoints`` is None for a test list (test.csv)."""
+    """Rows of a FashionAI-layout CSV (or a COCO file) under a keypoint ``schema``.
+    ``keypoints`` (N, K, 3) is None for a test list (test.csv)."""
 
     image_ids: list[str]
     categories: list[str]
     keypoints: "np.ndarray | None" = None
+    schema: KeypointSchema = field(default_factory=load_schema)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -59,7 +63,7 @@ class Annotations:
         """The rows ``rows`` (indices) as a new Annotations."""
         rows = np.asarray(rows, dtype=np.int64)
         kps = None if self.keypoints is None else self.keypoints[rows]
-        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows], kps)
+        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows], kps, self.schema)
 
 
 def format_cell(x: float, y: float, v: int) -> str:
@@ -78,10 +82,12 @@ def write_annotations(path: "str | os.PathLike", annotations: Annotations) -> No
             (i, c) for i, c in zip(annotations.image_ids, annotations.categories)]
     else:
         kps = np.asarray(annotations.keypoints)
-        if kps.shape != (len(annotations), NUM_KEYPOINTS, 3):
-            raise ValueError(f"keypoints must have shape ({len(annotations)}, 24, 3), got {kps.shape}")
-        mask = category_mask(annotations.categories)
-        header = SUBMISSION_COLUMNS
+        schema = annotations.schema
+        if kps.shape != (len(annotations), schema.num_keypoints, 3):
+            raise ValueError(f"keypoints must have shape ({len(annotations)}, {schema.num_keypoints}, 3), "
+                             f"got {kps.shape}")
+        mask = schema.category_mask(annotations.categories)
+        header = schema.columns
         rows = [(image_id, category, *(format_cell(x, y, int(v) if m else -1)
                                        for (x, y, v), m in zip(row_kps, row_mask)))
                 for image_id, category, row_kps, row_mask
@@ -102,6 +108,7 @@ class Table:
     path: Path
     cells: np.ndarray  # (N, C) object array of strings
     rows: np.ndarray  # (N,) 1-based spreadsheet rows
+    schema: KeypointSchema
 
     @property
     def image_ids(self) -> list[str]:
@@ -163,8 +170,8 @@ def _field_count_problems(path: Path, records: list[list[str]], rows: np.ndarray
     return problems
 
 
-def read_table(path: "str | os.PathLike", columns: tuple[str, ...],
-                hints: "dict[tuple[str, ...], str] | None" = None) -> tuple[Table, list[DataError]]:
+def read_table(path: "str | os.PathLike", columns: tuple[str, ...], schema: KeypointSchema,
+               hints: "dict[tuple[str, ...], str] | None" = None) -> tuple[Table, list[DataError]]:
     """The well-formed rows of a CSV with header ``columns``, and a DataError per malformed row.
 
     Raises a DataError for an unreadable or empty file or a wrong header.
@@ -178,7 +185,7 @@ def read_table(path: "str | os.PathLike", columns: tuple[str, ...],
     problems = _field_count_problems(path, data, rows, columns)
     good = np.array([len(record) == len(columns) for record in data], dtype=bool)
     cells = np.array([record for record, ok in zip(data, good) if ok], dtype=object).reshape(-1, len(columns))
-    return Table(path, cells, rows[good]), problems
+    return Table(path, cells, rows[good], schema), problems
 
 
 def duplicate_problems(table: Table) -> list[DataError]:
@@ -197,9 +204,10 @@ def identity_problems(table: Table) -> list[DataError]:
     """Empty image ids, unknown categories and duplicate image ids."""
     problems = [DataError("empty image_id", table.path, int(row), "image_id")
                 for image_id, row in zip(table.cells[:, 0], table.rows) if not image_id]
-    problems += [DataError(f"unknown image_category {category!r}; expected one of {', '.join(CATEGORIES)}",
+    categories = table.schema.category_names
+    problems += [DataError(f"unknown image_category {category!r}; expected one of {', '.join(categories)}",
                            table.path, int(row), "image_category")
-                 for category, row in zip(table.cells[:, 1], table.rows) if category not in CATEGORIES]
+                 for category, row in zip(table.cells[:, 1], table.rows) if category not in categories]
     return problems + duplicate_problems(table)
 
 
@@ -218,7 +226,7 @@ def _parse_cells(cells: list[str]) -> np.ndarray:
 
 
 def cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.ndarray:
-    """The problem code (0 = fine) of every keypoint cell (N, 24) given parsed ``values`` (N, 24, 3)
+    """The problem code (0 = fine) of every keypoint cell (N, K) given parsed ``values`` (N, K, 3)
     and the category ``mask``; ``visible_only`` (submissions) also flags v = 0."""
     x, y, v = values[..., 0], values[..., 1], values[..., 2]
     absent = (x == -1) & (y == -1) & (v == -1)
@@ -232,30 +240,32 @@ def cell_problems(table: Table, codes: np.ndarray, categories: list[str]) -> lis
     """One DataError per nonzero ``codes`` cell, located by row and keypoint column."""
     offset = len(TEST_LIST_COLUMNS)
     return [DataError(_CELL_MESSAGES[codes[n, k]].format(cell=table.cells[n, offset + k], category=categories[n]),
-                      table.path, int(table.rows[n]), KEYPOINT_NAMES[k])
+                      table.path, int(table.rows[n]), table.schema.keypoints[k])
             for n, k in zip(*np.nonzero(codes))]
 
 
 def keypoint_values(table: Table) -> np.ndarray:
-    """Parsed keypoint cells of ``table`` as float64 (N, 24, 3), NaN where malformed."""
+    """Parsed keypoint cells of ``table`` as float64 (N, K, 3), NaN where malformed."""
     cells = table.cells[:, len(TEST_LIST_COLUMNS):]
-    return _parse_cells(cells.ravel().tolist()).reshape(len(cells), NUM_KEYPOINTS, 3)
+    return _parse_cells(cells.ravel().tolist()).reshape(len(cells), table.schema.num_keypoints, 3)
 
 
-def raise_first(problems: list[DataError]) -> None:
-    """Raise the problem that comes first in the file (by row, then column), if any."""
+def raise_first(problems: list[DataError], columns: Sequence[str] = ID_COLUMNS) -> None:
+    """Raise the problem that comes first in a file of ``columns`` (by row, then column), if any."""
     if problems:
-        raise min(problems, key=file_order)
+        raise min(problems, key=lambda problem: file_order(problem, columns))
 
 
-def file_order(problem: DataError) -> tuple[float, int]:
-    """Sort key: row (problems without one last), then column position."""
-    column = SUBMISSION_COLUMNS.index(problem.column) if problem.column in SUBMISSION_COLUMNS else -1
+def file_order(problem: DataError, columns: Sequence[str] = ID_COLUMNS) -> tuple[float, int]:
+    """Sort key: row (problems without one last), then column position in ``columns``."""
+    column = list(columns).index(problem.column) if problem.column in columns else -1
     return (problem.row if problem.row is not None else float("inf"), column)
 
 
-def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "absent") -> Annotations:
-    """Read a train.csv-layout file into :class:`Annotations` (keypoints float32 (N, 24, 3)).
+def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "absent",
+                     schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """Read a train.csv-layout file into :class:`Annotations` (keypoints float32 (N, K, 3));
+    the columns are ``schema``'s keypoint names (default: FashionAI's 24).
 
     Every problem is a DataError naming the file, row and column: wrong header,
     a row with the wrong number of fields, a cell that is not ``x_y_v``
@@ -270,14 +280,15 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "abse
     """
     if on_missing_keypoint not in ("absent", "error", "skip"):
         raise ValueError(f"on_missing_keypoint must be 'absent', 'error' or 'skip', got {on_missing_keypoint!r}")
-    table, problems = read_table(path, SUBMISSION_COLUMNS, {
+    schema = load_schema(schema)
+    table, problems = read_table(path, schema.columns, schema, {
         TEST_LIST_COLUMNS: "this is a test list (image_id,image_category) without keypoint columns; "
                            "read it with read_image_list"})
     problems += identity_problems(table)
-    raise_first(problems)
+    raise_first(problems, schema.columns)
     values = keypoint_values(table)
-    codes = cell_codes(values, category_mask(table.categories), visible_only=False)
-    raise_first(cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories))
+    codes = cell_codes(values, schema.category_mask(table.categories), visible_only=False)
+    raise_first(cell_problems(table, np.where(codes == _MISSING, 0, codes), table.categories), schema.columns)
     missing = codes == _MISSING
     keep = np.ones(len(missing), dtype=bool)
     if missing.any():
@@ -294,19 +305,20 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "abse
                           f"are -1_-1_-1 and read as absent (not trained on, not scored); first: row "
                           f"{first.row}, column {first.column!r}", stacklevel=2)
     return Annotations(table.cells[keep, 0].tolist(), table.cells[keep, 1].tolist(),
-                       values[keep].astype(np.float32))
+                       values[keep].astype(np.float32), schema)
 
 
-def read_image_list(path: "str | os.PathLike") -> Annotations:
+def read_image_list(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
     """Read a test list (``image_id,image_category``, like test/test.csv); keypoints are None.
 
     Raises a DataError for a wrong header, a row with the wrong number of
     fields, an empty image_id, an unknown category or a duplicate image_id.
     """
-    table, problems = read_table(path, TEST_LIST_COLUMNS, {
-        SUBMISSION_COLUMNS: "this file has keypoint columns (train.csv layout); read it with read_annotations"})
+    schema = load_schema(schema)
+    table, problems = read_table(path, TEST_LIST_COLUMNS, schema, {
+        schema.columns: "this file has keypoint columns (train.csv layout); read it with read_annotations"})
     raise_first(problems + identity_problems(table))
-    return Annotations(table.image_ids, table.categories, None)
+    return Annotations(table.image_ids, table.categories, None, schema)
 
 
 __all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "format_cell", "write_annotations",

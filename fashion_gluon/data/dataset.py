@@ -25,8 +25,9 @@ from mxnet import gluon
 
 from ..codec import HeatmapCodec
 from ..errors import DataError
-from ..schema import ALL, category_indices, check_category, flip_permutation
+from ..schema import ALL, KeypointSchema
 from .annotations import Annotations, read_annotations, read_image_list
+from .coco import read_coco
 from .images import check_images, read_image
 from .transforms import Sample
 
@@ -34,19 +35,34 @@ SPLITS = ("train", "val", "test")
 
 
 def layout_paths(root: "str | os.PathLike", split: str) -> tuple[Path, Path]:
-    """(CSV file, split folder) of ``split`` under a FashionAI layout ``root``; a clear
-    error names the first missing path."""
+    """(the file listing the split's images, split folder) of ``split`` under ``root``; a clear
+    error names the first missing path. Two layouts are read:
+
+    * FashionAI: ``train/Annotations/train.csv``; ``test/test.csv`` (the image list; ground truth,
+      when there is any, in ``test/annotations.csv``);
+    * COCO keypoints: ``train/annotations.json``, ``test/annotations.json``.
+
+    Images live under the split folder (``image_id`` / ``file_name`` is relative to it)."""
     root = Path(root)
-    if split == "test":
-        csv, folder = root / "test" / "test.csv", root / "test"
-    else:
-        csv, folder = root / "train" / "Annotations" / "train.csv", root / "train"
-    for path in (root, folder, csv):
+    folder = root / ("test" if split == "test" else "train")
+    candidates = ([folder / "test.csv", folder / "annotations.json"] if split == "test"
+                  else [folder / "Annotations" / "train.csv", folder / "annotations.json"])
+    for path in (root, folder):
         if not path.exists():
-            raise DataError(f"missing {path} (expected the FashionAI layout: "
-                            "ROOT/train/Annotations/train.csv, ROOT/train/Images/, "
-                            "ROOT/test/test.csv, ROOT/test/Images/)")
-    return csv, folder
+            raise DataError(f"missing {path} (expected ROOT/train/ and ROOT/test/ of the FashionAI layout "
+                            "(train/Annotations/train.csv, test/test.csv) or of COCO files (annotations.json))")
+    for path in candidates:
+        if path.exists():
+            return path, folder
+    raise DataError(f"missing {candidates[0]} (or {', '.join(str(c.relative_to(folder)) for c in candidates[1:])} "
+                    f"in {folder})")
+
+
+def read_split_file(path: Path, schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """An annotation CSV, a COCO JSON file or a test list (``test.csv``), by its name."""
+    if path.suffix == ".json":
+        return read_coco(path, schema)
+    return read_image_list(path, schema) if path.name == "test.csv" else read_annotations(path, schema=schema)
 
 
 def split_rows(categories: "list[str]", val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,37 +81,37 @@ def split_rows(categories: "list[str]", val_fraction: float, seed: int) -> tuple
     return np.setdiff1d(np.arange(len(categories)), val_rows), val_rows
 
 
-def load_split(root: "str | os.PathLike", split: str, category: str = ALL,
-               val_fraction: float = 0.1, split_seed: int = 0) -> tuple[Annotations, Path]:
-    """The annotations of ``split`` restricted to ``category`` and the split folder."""
+def load_split(root: "str | os.PathLike", split: str, category: str = ALL, val_fraction: float = 0.1,
+               split_seed: int = 0, schema: "KeypointSchema | str | None" = None) -> tuple[Annotations, Path]:
+    """The annotations of ``split`` restricted to ``category`` and the split folder (see
+    :func:`layout_paths`); ``train`` and ``val`` share the training file, split by
+    :func:`split_rows`."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    check_category(category)
-    csv, folder = layout_paths(root, split)
-    if split == "test":
-        truth = folder / "annotations.csv"
-        annotations = read_annotations(truth) if truth.exists() else read_image_list(csv)
-    else:
-        annotations = read_annotations(csv)
+    path, folder = layout_paths(root, split)
+    truth = folder / "annotations.csv"
+    annotations = read_split_file(truth if split == "test" and truth.exists() else path, schema)
+    annotations.schema.check_category(category)
+    if split != "test":
         train_rows, val_rows = split_rows(annotations.categories, val_fraction, split_seed)
         annotations = annotations.subset(train_rows if split == "train" else val_rows)
     if category != ALL:
         annotations = annotations.subset([i for i, c in enumerate(annotations.categories) if c == category])
     if len(annotations) == 0:
-        raise DataError(f"no {split} rows of category {category!r}", path=csv)
+        raise DataError(f"no {split} rows of category {category!r}", path=path)
     return annotations, folder
 
 
 class KeypointDataset(gluon.data.Dataset):
     """Rows of ``annotations`` as items (see the module docstring); subclasses say where each
-    row's image comes from (:meth:`load_image`). ``category`` (``all`` = the 24-keypoint joint
-    model) sets the keypoint channels."""
+    row's image comes from (:meth:`load_image`). ``category`` (``all`` = the joint model over every
+    keypoint of the annotations' schema) sets the keypoint channels."""
 
     def __init__(self, annotations: Annotations, category: str = ALL, transform=None,
                  codec: "HeatmapCodec | None" = None, seed: int = 0):
-        self.annotations, self.category = annotations, category
-        self.channels = list(category_indices(category))
-        self.flip_perm = flip_permutation(category)
+        self.annotations, self.category, self.schema = annotations, category, annotations.schema
+        self.channels = list(self.schema.category_indices(category))
+        self.flip_perm = self.schema.flip_permutation(category)
         self.transform, self.codec, self.seed = transform, codec, seed
 
     def __len__(self) -> int:
@@ -127,12 +143,14 @@ class KeypointDataset(gluon.data.Dataset):
 
 
 class FashionAIDataset(KeypointDataset):
-    """Images and keypoints of one split and category of a FashionAI-layout folder."""
+    """Images and keypoints of one split and category of a data folder (FashionAI CSV or COCO
+    layout, see :func:`layout_paths`) under a keypoint ``schema`` (default FashionAI's)."""
 
     def __init__(self, root: "str | os.PathLike", category: str = ALL, split: str = "train",
                  transform=None, codec: "HeatmapCodec | None" = None, val_fraction: float = 0.1,
-                 split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error"):
-        annotations, self.folder = load_split(root, split, category, val_fraction, split_seed)
+                 split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error",
+                 schema: "KeypointSchema | str | None" = None):
+        annotations, self.folder = load_split(root, split, category, val_fraction, split_seed, schema)
         if check:
             kept, _ = check_images(annotations, self.folder, on_error=on_bad_image)
             annotations = annotations.subset(kept)

@@ -16,7 +16,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..schema import KEYPOINT_NAMES
 from .annotations import Annotations
 
 PROGRESS_MIN_ROWS = 2000  # check_images shows a progress bar above this many rows
@@ -151,7 +150,7 @@ def _first_outside(annotations: "Annotations", sizes: np.ndarray, readable: np.n
         (x, y), (height, width) = kps[index, k, :2], sizes[index]
         errors[index] = DataError(
             f"keypoint ({x:g}, {y:g}) lies outside the image of {height}×{width} (H×W) pixels",
-            split_dir / annotations.image_ids[index], index + 2, KEYPOINT_NAMES[k])
+            split_dir / annotations.image_ids[index], index + 2, annotations.schema.keypoints[k])
     return bad.any(axis=1), errors
 
 

@@ -3,10 +3,10 @@
 A pack is MXNet's indexed RecordIO pair ``PREFIX.rec`` + ``PREFIX.idx`` (as written by
 ``im2rec``), one record per annotation row of the split, in :func:`load_split` order:
 
-* header (``mx.recordio.IRHeader``): ``label`` = the row's 24 keypoints as 72 float32
+* header (``mx.recordio.IRHeader``): ``label`` = the row's K keypoints of the schema as 3K float32
   ``(x, y, v)`` in original image pixels (v = 1 visible, 0 occluded, −1 absent; a row without
   keypoints, from a test list, has the scalar label 0 and ``flag`` 0), ``id`` = the record
-  index, ``id2`` = the index of the row's category in :data:`~fashion_gluon.keypoints.CATEGORIES`;
+  index, ``id2`` = the index of the row's category in the schema's categories;
 * payload: the image_id's UTF-8 length as a little-endian uint16, the image_id, then the image
   file's bytes unchanged (decoded by :func:`~fashion_gluon.data.images.decode_image`, exactly
   like :func:`~fashion_gluon.data.images.read_image` decodes the file).
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..fileio import atomic_path
-from ..schema import ALL, CATEGORIES, NUM_KEYPOINTS, check_category
+from ..schema import ALL, KeypointSchema, load_schema
 from .annotations import Annotations
 from .dataset import KeypointDataset, load_split
 from .images import check_images, decode_image
@@ -37,7 +37,6 @@ _RECORD_HEAD = struct.Struct("<II")  # RecordIO: magic, (continuation flag << 29
 _MAGIC = 0xCED7230A
 _LENGTH_MASK = (1 << 29) - 1
 _IR_SIZE = struct.calcsize("IfQQ")  # mx.recordio's IRHeader
-_LABEL_SIZE = NUM_KEYPOINTS * 3
 _ID_LENGTH = struct.Struct("<H")
 MAX_ID_BYTES = 1024  # longest image_id a pack stores
 
@@ -47,14 +46,15 @@ def index_path(rec: "str | os.PathLike") -> Path:
     return Path(rec).with_suffix(".idx")
 
 
-def encode_record(index: int, image_id: str, category: str, keypoints: "np.ndarray | None",
+def encode_record(index: int, image_id: str, category_index: int, keypoints: "np.ndarray | None",
                   image_bytes: bytes) -> bytes:
-    """One packed record (see the module docstring); ``keypoints`` (24, 3) or None."""
+    """One packed record (see the module docstring); ``keypoints`` (K, 3) or None;
+    ``category_index`` is the category's position in the schema."""
     name = image_id.encode("utf-8")
     if len(name) > MAX_ID_BYTES:
         raise DataError(f"image_id is longer than {MAX_ID_BYTES} bytes", image_id)
-    label = 0.0 if keypoints is None else np.asarray(keypoints, dtype=np.float32).reshape(_LABEL_SIZE)
-    header = mx.recordio.IRHeader(0, label, index, CATEGORIES.index(category))
+    label = 0.0 if keypoints is None else np.asarray(keypoints, dtype=np.float32).reshape(-1)
+    header = mx.recordio.IRHeader(0, label, index, int(category_index))
     return mx.recordio.pack(header, _ID_LENGTH.pack(len(name)) + name + image_bytes)
 
 
@@ -67,7 +67,7 @@ def decode_payload(payload: bytes) -> tuple[str, bytes]:
 
 def pack(data_root: "str | os.PathLike", category: str, out: "str | os.PathLike", split: str = "train",
          val_fraction: float = 0.1, split_seed: int = 0, on_bad_image: str = "error",
-         progress: bool = True) -> dict:
+         progress: bool = True, schema: "KeypointSchema | str | None" = None) -> dict:
     """Pack ``split`` of ``category`` (``all``: every category) of a FashionAI layout into
     ``out`` (a ``.rec`` path) and its ``.idx``, atomically. Images are checked first like
     :class:`~.dataset.FashionAIDataset` does (``on_bad_image`` = error | skip).
@@ -75,7 +75,8 @@ def pack(data_root: "str | os.PathLike", category: str, out: "str | os.PathLike"
     out = Path(out)
     if out.suffix != ".rec":
         raise DataError("the output of pack must be a .rec file", out)
-    annotations, folder = load_split(data_root, split, category, val_fraction, split_seed)
+    annotations, folder = load_split(data_root, split, category, val_fraction, split_seed, schema)
+    categories = annotations.schema.category_names
     kept, _ = check_images(annotations, folder, on_error=on_bad_image)
     annotations = annotations.subset(kept)
     with atomic_path(index_path(out)) as idx_tmp, atomic_path(out) as rec_tmp:
@@ -85,13 +86,13 @@ def pack(data_root: "str | os.PathLike", category: str, out: "str | os.PathLike"
                               disable=not progress):
                 image_id = annotations.image_ids[index]
                 keypoints = None if annotations.keypoints is None else annotations.keypoints[index]
-                writer.write_idx(index, encode_record(index, image_id, annotations.categories[index],
+                writer.write_idx(index, encode_record(index, image_id, categories.index(annotations.categories[index]),
                                                       keypoints, (folder / image_id).read_bytes()))
     return {"records": len(annotations), "rec": str(out), "idx": str(index_path(out)),
             "bytes": out.stat().st_size}
 
 
-def _read_meta(handle, position: int, rec: Path) -> tuple[mx.recordio.IRHeader, str]:
+def _read_meta(handle, position: int, rec: Path, label_size: int) -> tuple[mx.recordio.IRHeader, str]:
     """(header, image_id) of the record at byte ``position`` of the open ``.rec`` file,
     reading only their bytes."""
     handle.seek(position)
@@ -102,33 +103,36 @@ def _read_meta(handle, position: int, rec: Path) -> tuple[mx.recordio.IRHeader, 
     if magic != _MAGIC or length >> 29:
         raise DataError(f"no RecordIO record starts at byte {position} (not a pack, or the .idx "
                         f"belongs to another .rec)", rec)
-    meta = handle.read(min(length & _LENGTH_MASK, _IR_SIZE + 4 * _LABEL_SIZE + _ID_LENGTH.size + MAX_ID_BYTES))
+    meta = handle.read(min(length & _LENGTH_MASK, _IR_SIZE + 4 * label_size + _ID_LENGTH.size + MAX_ID_BYTES))
     header, payload = mx.recordio.unpack(meta)
     image_id, _ = decode_payload(payload)
     return header, image_id
 
 
-def read_pack_annotations(rec: "str | os.PathLike") -> tuple[Annotations, list[int]]:
-    """(annotations of every record, their record keys) of the pack ``rec``, from the record
-    headers alone. Raises DataError for missing files or records that are not a pack's."""
-    rec = Path(rec)
+def read_pack_annotations(rec: "str | os.PathLike", schema: "KeypointSchema | str | None" = None
+                          ) -> tuple[Annotations, list[int]]:
+    """(annotations of every record, their record keys) of the pack ``rec`` (packed under
+    ``schema``, default FashionAI's), from the record headers alone. Raises DataError for
+    missing files or records that are not a pack's."""
+    rec, schema = Path(rec), load_schema(schema)
+    label_size = 3 * schema.num_keypoints
     for path in (rec, index_path(rec)):
         if not path.is_file():
             raise DataError("no such file (a pack is a .rec file with its .idx beside it)", path)
     reader = mx.recordio.MXIndexedRecordIO(str(index_path(rec)), str(rec), "r")
     with contextlib.closing(reader), open(rec, "rb") as handle:
-        metas = [_read_meta(handle, reader.idx[key], rec) for key in reader.keys]
+        metas = [_read_meta(handle, reader.idx[key], rec, label_size) for key in reader.keys]
     if not metas:
         raise DataError("the pack holds no records", rec)
     flags = {header.flag for header, _ in metas}
-    if not flags <= {0, _LABEL_SIZE} or len(flags) > 1:
-        raise DataError(f"record labels must all hold {_LABEL_SIZE} keypoint values or all none, "
-                        f"got sizes {sorted(flags)}", rec)
+    if not flags <= {0, label_size} or len(flags) > 1:
+        raise DataError(f"record labels must all hold {label_size} keypoint values (schema {schema.name!r}) "
+                        f"or all none, got sizes {sorted(flags)}", rec)
     keypoints = None
-    if flags == {_LABEL_SIZE}:
-        keypoints = np.stack([header.label for header, _ in metas]).reshape(-1, NUM_KEYPOINTS, 3)
-    categories = [CATEGORIES[int(header.id2)] for header, _ in metas]
-    return Annotations([image_id for _, image_id in metas], categories, keypoints), list(reader.keys)
+    if flags == {label_size}:
+        keypoints = np.stack([header.label for header, _ in metas]).reshape(-1, schema.num_keypoints, 3)
+    categories = [schema.category_names[int(header.id2)] for header, _ in metas]
+    return Annotations([image_id for _, image_id in metas], categories, keypoints, schema), list(reader.keys)
 
 
 class RecordDataset(KeypointDataset):
@@ -137,10 +141,10 @@ class RecordDataset(KeypointDataset):
     ``category`` other than ``all`` keeps only that category's records."""
 
     def __init__(self, rec: "str | os.PathLike", category: str = ALL, transform=None, codec=None,
-                 seed: int = 0):
-        check_category(category)
+                 seed: int = 0, schema: "KeypointSchema | str | None" = None):
         self.rec = Path(rec)
-        annotations, keys = read_pack_annotations(self.rec)
+        annotations, keys = read_pack_annotations(self.rec, schema)
+        annotations.schema.check_category(category)
         if category != ALL:
             rows = [i for i, c in enumerate(annotations.categories) if c == category]
             if not rows:

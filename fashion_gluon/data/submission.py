@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError, FashionGluonError
 from ..fileio import atomic_path
-from ..schema import KEYPOINT_NAMES, NUM_KEYPOINTS, SUBMISSION_COLUMNS, category_mask, check_category
+from ..schema import KeypointSchema, load_schema
 from .annotations import (TEST_LIST_COLUMNS, Annotations, Table, cell_codes, cell_problems, duplicate_problems,
                           file_order, identity_problems, keypoint_values, raise_first, read_image_list, read_table,
                           write_annotations)
@@ -24,44 +24,48 @@ from .images import image_size, outside_image
 
 
 def write_submission(path: "str | os.PathLike", image_ids: "list[str]", categories: "list[str]",
-                     keypoints_xy: np.ndarray) -> None:
+                     keypoints_xy: np.ndarray, schema: "KeypointSchema | str | None" = None) -> None:
     """Write a submission atomically: each keypoint of the row's category as ``x_y_1``
     (coordinates rounded to integers), every other keypoint ``-1_-1_-1``.
 
-    ``keypoints_xy`` is (N, 24, 2) in original image pixels. Raises ValueError
+    ``keypoints_xy`` is (N, K, 2) in original image pixels, K = ``schema.num_keypoints``
+    (default: FashionAI's schema). Raises ValueError
     for mismatched lengths, an unknown category, or a category keypoint that
     is not finite or rounds to a negative coordinate.
     """
+    schema = load_schema(schema)
     xy = np.asarray(keypoints_xy, dtype=np.float64)
-    if len(categories) != len(image_ids) or xy.shape != (len(image_ids), NUM_KEYPOINTS, 2):
-        raise ValueError(f"need {len(image_ids)} categories and keypoints of shape ({len(image_ids)}, 24, 2), "
-                         f"got {len(categories)} categories and {xy.shape}")
+    if len(categories) != len(image_ids) or xy.shape != (len(image_ids), schema.num_keypoints, 2):
+        raise ValueError(f"need {len(image_ids)} categories and keypoints of shape ({len(image_ids)}, "
+                         f"{schema.num_keypoints}, 2), got {len(categories)} categories and {xy.shape}")
     for category in categories:
-        check_category(category, allow_all=False)
-    mask = category_mask(categories)
+        schema.check_category(category, allow_all=False)
+    mask = schema.category_mask(categories)
     bad = mask & ~(np.isfinite(xy) & (np.round(xy) >= 0)).all(axis=-1)
     if bad.any():
         n, k = (int(i[0]) for i in np.nonzero(bad))
-        raise ValueError(f"image {image_ids[n]!r} (index {n}): keypoint {KEYPOINT_NAMES[k]} is {tuple(xy[n, k])}; "
+        raise ValueError(f"image {image_ids[n]!r} (index {n}): keypoint {schema.keypoints[k]} is {tuple(xy[n, k])}; "
                          f"a submission needs finite, non-negative coordinates")
     visible = np.ones(xy.shape[:-1] + (1,))
-    write_annotations(path, Annotations(list(image_ids), list(categories), np.concatenate([xy, visible], axis=-1)))
+    write_annotations(path, Annotations(list(image_ids), list(categories), np.concatenate([xy, visible], axis=-1),
+                                        schema))
 
 
-def read_submission(path: "str | os.PathLike") -> Annotations:
-    """Read a submission into :class:`Annotations` (keypoints float32 (N, 24, 3), v = 1).
+def read_submission(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """Read a submission into :class:`Annotations` (keypoints float32 (N, K, 3), v = 1).
 
     Same checks as :func:`read_annotations`, except that every keypoint of
     the row's category must be ``x_y_1``.
     """
-    table, problems = read_table(path, SUBMISSION_COLUMNS, {
+    schema = load_schema(schema)
+    table, problems = read_table(path, schema.columns, schema, {
         TEST_LIST_COLUMNS: "this is a test list (image_id,image_category), not a submission"})
     problems += identity_problems(table)
-    raise_first(problems)
+    raise_first(problems, schema.columns)
     values = keypoint_values(table)
-    raise_first(cell_problems(table, cell_codes(values, category_mask(table.categories), True),
-                                table.categories))
-    return Annotations(table.image_ids, table.categories, values.astype(np.float32))
+    raise_first(cell_problems(table, cell_codes(values, schema.category_mask(table.categories), True),
+                              table.categories), schema.columns)
+    return Annotations(table.image_ids, table.categories, values.astype(np.float32), schema)
 
 
 def _matching_problems(table: Table, test: Annotations, test_csv: Path) -> tuple[list[DataError], np.ndarray]:
@@ -87,12 +91,14 @@ def _outside_problems(table: Table, values: np.ndarray, codes: np.ndarray, image
                      dtype=np.int64).reshape(-1, 2)
     outside = (values[..., 2] == 1) & (codes == 0) & outside_image(values[..., :2], sizes[:, None, :])
     return [DataError(f"({values[n, k, 0]:.0f}, {values[n, k, 1]:.0f}) lies outside the image of "
-                      f"{sizes[n, 0]}×{sizes[n, 1]} (H×W) pixels", table.path, int(table.rows[n]), KEYPOINT_NAMES[k])
+                      f"{sizes[n, 0]}×{sizes[n, 1]} (H×W) pixels", table.path, int(table.rows[n]),
+                      table.schema.keypoints[k])
             for n, k in zip(*np.nonzero(outside))]
 
 
 def validate_submission(test_csv: "str | os.PathLike", submission_csv: "str | os.PathLike",
-                        image_root: "str | os.PathLike | None" = None) -> list[str]:
+                        image_root: "str | os.PathLike | None" = None,
+                        schema: "KeypointSchema | str | None" = None) -> list[str]:
     """Every problem of ``submission_csv`` against the test list ``test_csv``, one line each
     naming the submission file, row and column, in file order; [] means valid.
 
@@ -103,34 +109,34 @@ def validate_submission(test_csv: "str | os.PathLike", submission_csv: "str | os
     inside each image. A broken ``test_csv`` or unreadable image under
     ``image_root`` raises DataError (that is local data, not the submission).
     """
-    test_csv = Path(test_csv)
-    test = read_image_list(test_csv)
+    test_csv, schema = Path(test_csv), load_schema(schema)
+    test = read_image_list(test_csv, schema)
     try:
-        table, problems = read_table(submission_csv, SUBMISSION_COLUMNS)
+        table, problems = read_table(submission_csv, schema.columns, schema)
     except DataError as exc:
         return [str(exc)]
     matching, index = _matching_problems(table, test, test_csv)
     known = index >= 0
-    table = Table(table.path, table.cells[known], table.rows[known])
+    table = Table(table.path, table.cells[known], table.rows[known], schema)
     categories = [test.categories[i] for i in index[known]]
     values = keypoint_values(table)
-    codes = cell_codes(values, category_mask(categories), visible_only=True)
+    codes = cell_codes(values, schema.category_mask(categories), visible_only=True)
     problems += matching + cell_problems(table, codes, categories)
     if image_root is not None:
         problems += _outside_problems(table, values, codes, Path(image_root))
-    return [str(problem) for problem in sorted(problems, key=file_order)]
+    return [str(problem) for problem in sorted(problems, key=lambda problem: file_order(problem, schema.columns))]
 
 
 def save_submission(path: "str | os.PathLike", rows: Annotations, keypoints: np.ndarray,
                     test_csv: "str | os.PathLike | None" = None,
                     image_root: "str | os.PathLike | None" = None) -> None:
-    """Write the predicted ``keypoints`` (N, 24, 2) of ``rows`` as a submission at ``path`` only
+    """Write the predicted ``keypoints`` (N, K, 2) of ``rows`` (under ``rows.schema``) as a submission at ``path`` only
     if it passes :func:`validate_submission` against ``test_csv`` (default: ``rows`` as a test
     list) and, with ``image_root``, the image sizes; otherwise raise a FashionGluonError listing
     the problems, leaving ``path`` untouched."""
     with atomic_path(path) as tmp:
         try:
-            write_submission(tmp, rows.image_ids, rows.categories, keypoints)
+            write_submission(tmp, rows.image_ids, rows.categories, keypoints, rows.schema)
         except ValueError as error:
             raise FashionGluonError(f"refusing to write {path}: {error}") from None
         problems = [p.replace(str(tmp), str(path)) for p in _validate(tmp, rows, test_csv, image_root)]
@@ -143,11 +149,11 @@ def _validate(submission: Path, rows: Annotations, test_csv: "str | os.PathLike 
     """:func:`validate_submission` of ``submission`` against ``test_csv``, or against ``rows``
     written as a temporary test list."""
     if test_csv is not None:
-        return validate_submission(test_csv, submission, image_root)
+        return validate_submission(test_csv, submission, image_root, rows.schema)
     with tempfile.TemporaryDirectory() as folder:
         test_list = Path(folder) / "test.csv"
-        write_annotations(test_list, Annotations(rows.image_ids, rows.categories))
-        return validate_submission(test_list, submission, image_root)
+        write_annotations(test_list, Annotations(rows.image_ids, rows.categories, None, rows.schema))
+        return validate_submission(test_list, submission, image_root, rows.schema)
 
 
 def problem_list(title: str, problems: Sequence[str], shown: int = 20) -> str:

@@ -9,7 +9,7 @@ filled polygons (body, sleeves, legs) whose corners *are* the keypoints, over
 a cluttered background, with a textured fabric, seams, sometimes a wearer
 (skin, a second garment), an occluder, uneven lighting, blur and noise.
 
-Conventions (see :mod:`fashion_gluon.keypoints`): left keypoints lie on the
+Conventions (see :mod:`fashion_gluon.schema`): left keypoints lie on the
 image's left in the canonical pose; coordinates are integer pixels;
 ``v = 1`` visible, ``v = 0`` annotated but not visible, ``-1`` absent.
 
@@ -48,9 +48,13 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
-from ..schema import CATEGORIES, CATEGORY_KEYPOINTS, KEYPOINT_NAMES, NORM_PAIRS, NUM_KEYPOINTS
+from ..schema import load_schema
 from .annotations import Annotations, write_annotations
 
+#: This drawer makes FashionAI's garments: its schema, by name (see schemas/fashionai.yaml).
+FASHIONAI = load_schema("fashionai")
+CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS = FASHIONAI.category_names, FASHIONAI.keypoints, FASHIONAI.num_keypoints
+CATEGORY_KEYPOINTS, NORM_PAIRS = FASHIONAI.categories, FASHIONAI.norm_pairs
 KP = {name: index for index, name in enumerate(KEYPOINT_NAMES)}
 LEFT, RIGHT = -1, 1  # sign of x of a side in the canonical pose (left = image left)
 
@@ -617,7 +621,7 @@ def _run(tasks: list[_Task], workers: int, progress: bool) -> list[tuple[str, np
 
 def _annotations(results: list[tuple[str, np.ndarray]], tasks: list[_Task]) -> Annotations:
     keypoints = np.stack([k for _, k in results]) if results else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
-    return Annotations([i for i, _ in results], [CATEGORIES[t.category_index] for t in tasks], keypoints)
+    return Annotations([i for i, _ in results], [CATEGORIES[t.category_index] for t in tasks], keypoints, FASHIONAI)
 
 
 def ensure_dataset(root: "str | os.PathLike", **kwargs) -> "dict | None":

@@ -17,7 +17,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_train_dataset
+from ..build import build_codec, build_schema, build_eval_dataset, build_loss, build_model, build_train_dataset
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
@@ -107,7 +107,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
     net = build_model(config, category, ctx)
     net.load_parameters(str(weights_path(run_dir)), ctx=ctx)
-    model, batch = KeypointModel(net, category, build_codec(config), str(out), config), int(config["train"]["batch_size"])
+    model, batch = KeypointModel(net, category, build_codec(config), build_schema(config), str(out), config), int(config["train"]["batch_size"])
     before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
     trainer = build_trainer(net, config["train"], swa_schedule(cycles, cycle_epochs * len(loader), lr_max, lr_min))

@@ -13,7 +13,7 @@ from mxnet import autograd, gluon
 from mxnet.contrib import amp
 from tqdm import tqdm
 
-from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_train_dataset
+from ..build import build_codec, build_schema, build_eval_dataset, build_loss, build_model, build_train_dataset
 from ..config import load_config
 from ..errors import FashionGluonError
 from ..inference.evaluate import evaluate_dataset
@@ -138,9 +138,10 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     is_writer = part_index == 0
 
     enable_mixed_precision(str(tcfg["precision"]), ctx)
+    schema = build_schema(config)
     net = build_model(config, category, ctx)
     if init_from is not None and state is None:
-        load_matching(net, init_from, category)
+        load_matching(net, init_from, category, schema)
     if state is not None:
         net.load_parameters(str(run_dir / state["params"]), ctx=ctx)
     if dist:
@@ -160,7 +161,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     if state is not None:
         trainer.load_states(str(run_dir / state["states"]))
         first_epoch, best = state["epoch"], state.get("best_ne")
-    model = KeypointModel(net, category, build_codec(config), str(run_dir), config)
+    model = KeypointModel(net, category, build_codec(config), schema, str(run_dir), config)
     logger = RunLogger(run_dir) if is_writer else None
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
     record: dict = {}

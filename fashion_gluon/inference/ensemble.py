@@ -29,7 +29,7 @@ def normalized_weights(weights: "Sequence[float] | None", count: int) -> np.ndar
 
 def ensemble_submissions(paths: Sequence["str | os.PathLike"],
                          weights: "Sequence[float] | None" = None) -> tuple[Annotations, np.ndarray]:
-    """(rows of the first file, weighted mean keypoints (N, 24, 2)) of the submissions ``paths``;
+    """(rows of the first file, weighted mean keypoints (N, K, 2)) of the submissions ``paths``;
     columns outside each row's category are −1."""
     if not paths:
         raise FashionGluonError("ensemble needs at least one submission")

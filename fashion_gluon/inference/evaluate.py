@@ -28,7 +28,7 @@ def evaluate_dataset(model: KeypointModel, dataset: FashionAIDataset, ctx: Seque
     predictor = Predictor([model], flip=flip, ctx=ctx, batch_size=batch_size)
     images = [dataset.image_path(row) for row in range(len(dataset))]
     points = predictor.predict(images, annotations.categories)
-    return normalized_error(points, annotations.keypoints, annotations.categories)
+    return normalized_error(points, annotations.keypoints, annotations.categories, annotations.schema)
 
 
 def evaluate_model(model: KeypointModel, data_root: "str | os.PathLike", split: str = "val",

@@ -9,7 +9,7 @@ from typing import Sequence
 import mxnet as mx
 
 from ..config import load_config
-from ..build import build_codec
+from ..build import build_codec, build_schema
 from ..fileio import read_json
 from ..runs import LAST
 from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol
@@ -45,7 +45,7 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     else:
         meta = read_json(path / META)
         config, fmt = load_config(path / "config.yaml"), meta["format"]
-        model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config),
+        model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config), build_schema(config),
                               str(path), config)
     if precision == "bf16":
         if fmt not in ("run", "symbol"):

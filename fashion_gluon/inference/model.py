@@ -10,10 +10,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..build import build_codec, load_run
+from ..build import build_codec, build_schema, load_run
 from ..codec import HeatmapCodec
 from ..families import ModelFamily
-from ..schema import ALL, category_indices, flip_permutation
+from ..schema import ALL, KeypointSchema
 
 #: Input stride assumed for networks that do not state theirs (ONNX files say it in export.json).
 DEFAULT_NET_STRIDE = 32
@@ -27,6 +27,7 @@ class KeypointModel:
     net: gluon.Block
     category: str
     codec: HeatmapCodec
+    schema: KeypointSchema
     name: str = "model"
     config: "dict | None" = None
 
@@ -34,7 +35,7 @@ class KeypointModel:
     def from_run(cls, run_dir: "str | os.PathLike", ctx: Sequence[mx.Context]) -> "KeypointModel":
         """The best weights of a training run directory."""
         net, config, state = load_run(run_dir, ctx)
-        return cls(net, state["category"], build_codec(config), str(run_dir), config)
+        return cls(net, state["category"], build_codec(config), build_schema(config), str(run_dir), config)
 
     def heatmaps(self, data: mx.nd.NDArray, flip: bool = False) -> np.ndarray:
         """Final heatmaps (N, K, h, w) float32 of a normalized batch; with ``flip`` averaged with
@@ -42,7 +43,7 @@ class KeypointModel:
         heatmaps = self._final(data)
         if flip:
             mirrored = self._final(mx.nd.flip(data, axis=3))
-            heatmaps = (heatmaps + HeatmapCodec.flip_back(mirrored, flip_permutation(self.category))) / 2
+            heatmaps = (heatmaps + HeatmapCodec.flip_back(mirrored, self.schema.flip_permutation(self.category))) / 2
         return heatmaps
 
     def _final(self, data: mx.nd.NDArray) -> np.ndarray:
@@ -63,4 +64,4 @@ class KeypointModel:
 
     def channels(self, category: str) -> "list[int] | slice":
         """This model's output channels holding ``category``'s keypoints, in its order."""
-        return slice(None) if self.category == category else list(category_indices(category))
+        return slice(None) if self.category == category else list(self.schema.category_indices(category))

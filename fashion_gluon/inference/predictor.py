@@ -11,7 +11,7 @@ Decisions (documented once, here):
   scale 1. Multi-scale test and ensembles of checkpoints (even with different input sizes)
   both average heatmaps in that frame before decoding; no coordinate averaging is needed.
 * **Routing.** A category is served by every checkpoint of that category *and* every ``all``
-  checkpoint (its channels of the category are used); the ``all`` pseudo-category (all 24
+  checkpoint (its channels of the category are used); the ``all`` pseudo-category (all K
   keypoints of an image of unknown category) only by ``all`` checkpoints.
 * **Scales** multiply the trained input size; each side is rounded to a multiple of the
   network stride (``net.stride``, else 32) and of the heatmap stride. Scale 1 is the trained size.
@@ -41,7 +41,7 @@ from ..data.dataset import load_split
 from ..data.images import read_image
 from ..data.transforms import Sample, crop, inverse_transform_points, resize, test_transform
 from ..errors import FashionGluonError
-from ..schema import ALL, NUM_KEYPOINTS, category_indices, check_category, local_to_global
+from ..schema import ALL, KeypointSchema
 from .load import load_model
 from .model import KeypointModel
 
@@ -171,6 +171,15 @@ class Predictor:
             raise FashionGluonError(f"scales must be positive numbers, got {tuple(scales)}")
         self.flip, self.cascade = bool(flip), bool(cascade)
         self.batch_size, self.num_workers, self.progress = int(batch_size), int(num_workers), progress
+        schemas = {m.schema.name: m.schema for m in self.models}
+        if len(schemas) > 1 or any(m.schema != self.models[0].schema for m in self.models):
+            raise FashionGluonError(f"the checkpoints were trained with different keypoint schemas "
+                                    f"({', '.join(sorted(schemas))}); predict with one schema at a time")
+
+    @property
+    def schema(self) -> KeypointSchema:
+        """The keypoint schema every checkpoint shares."""
+        return self.models[0].schema
 
     # -- routing
 
@@ -187,7 +196,7 @@ class Predictor:
         """Raise one FashionGluonError listing every category of ``categories`` with no model."""
         names, counts = np.unique(np.asarray(categories, dtype=object).astype(str), return_counts=True)
         for name in names:
-            check_category(name)
+            self.schema.check_category(name)
         missing = [f"{name!r} ({count} image{'s' if count > 1 else ''})"
                    for name, count in zip(names, counts) if not self.models_for(name)]
         if missing:
@@ -210,10 +219,10 @@ class Predictor:
 
     def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None
                 ) -> np.ndarray:
-        """Keypoints (N, 24, 2) in original image pixels of ``images`` (paths or uint8 RGB
+        """Keypoints (N, K, 2) in original image pixels of ``images`` (paths or uint8 RGB
         arrays), clipped to the image; −1 for keypoints outside each image's category.
         ``categories``: one per image, one for all, or None (:meth:`default_category`); ``all``
-        predicts all 24 keypoints."""
+        predicts every keypoint of the schema."""
         images = list(images)
         if categories is None or isinstance(categories, str):
             categories = [categories or self.default_category()] * len(images)
@@ -221,18 +230,19 @@ class Predictor:
             raise ValueError(f"got {len(categories)} categories for {len(images)} images")
         self.check_routing(categories)
         categories = np.asarray(categories, dtype=object)
-        out = np.full((len(images), NUM_KEYPOINTS, 2), -1.0)
+        out = np.full((len(images), self.schema.num_keypoints, 2), -1.0)
         for category in dict.fromkeys(categories):
             rows = np.flatnonzero(categories == category)
-            out[rows] = local_to_global(category, self._predict_category([images[r] for r in rows], category))
+            out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category))
         return out
 
     def predict_split(self, data_root: "str | os.PathLike", split: str = "test") -> tuple[Annotations, np.ndarray]:
-        """(rows of ``split`` of a FashionAI layout, their predicted keypoints (N, 24, 2)). The
+        """(rows of ``split`` of a data folder, their predicted keypoints (N, K, 2)). The
         ``val`` split is the one the first checkpoint was validated on (its config's
         ``val_fraction`` and ``split_seed``)."""
         data = (self.models[0].config or {}).get("data", {})
-        rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0))
+        rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0),
+                                  self.schema)
         return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
 
     def heatmaps(self, image: ImageInput, category: "str | None" = None) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +272,7 @@ class Predictor:
     def _predict_pass(self, images: list, category: str, models: list[KeypointModel],
                       boxes: "np.ndarray | None") -> tuple[np.ndarray, np.ndarray]:
         """(keypoints (N, K, 2) in original pixels, image sizes (N, 2) as (H, W)) of one pass."""
-        points = np.zeros((len(images), len(category_indices(category)), 2))
+        points = np.zeros((len(images), self.schema.category_size(category), 2))
         sizes = np.zeros((len(images), 2), dtype=np.int64)
         codec = models[0].codec
         for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):

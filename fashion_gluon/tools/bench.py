@@ -55,6 +55,7 @@ from ..families import CPN_FAMILY, family_of
 from ..inference.quantize import quantize, to_bf16
 from ..losses import CPNLoss, MaskedMSELoss
 from ..models import get_model
+from ..schema import load_schema
 from .summary import count_macs
 
 
@@ -117,7 +118,7 @@ def infer_seconds(net: gluon.HybridBlock, x: mx.nd.NDArray, warmup: int, iters: 
 
 
 def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256,
-                num_keypoints: int = 24, ctx: mx.Context = mx.cpu(), warmup: int = 2,
+                num_keypoints: "int | None" = None, ctx: mx.Context = mx.cpu(), warmup: int = 2,
                 iters: int = 5, loss: "gluon.HybridBlock | None" = None,
                 peak_gflops: "float | None" = None) -> dict:
     """Inference and training throughput of a registry model, randomly
@@ -127,7 +128,8 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     also be an initialized heatmap block; ``loss`` then defaults to MaskedMSELoss.
     ``peak_gflops`` reuses an earlier :func:`gemm_peak_gflops` measurement."""
     if isinstance(name, str):
-        net, loss = get_model(name, num_keypoints, ctx=ctx), loss or family_of(name).loss()
+        net = get_model(name, num_keypoints or load_schema().num_keypoints, ctx=ctx)
+        loss = loss or family_of(name).loss()
     else:
         net, loss = name, loss or MaskedMSELoss()
     net.hybridize(static_alloc=True, static_shape=True)
@@ -207,11 +209,11 @@ def bench_data(data_root=None, sizes: tuple[int, ...] = (256, 384), images: int 
 
 # --------------------------------------------------------------------------- low precision
 
-def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: int = 24,
+def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: "int | None" = None,
                      warmup: int = 2, iters: int = 5) -> dict:
     """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``) and
     INT8 (``quantize_net``, calibrated on random images) on the CPU."""
-    net = get_model(name, num_keypoints)
+    net = get_model(name, num_keypoints or load_schema().num_keypoints)
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
     rates = {"fp32": batch / infer_seconds(net, x, warmup, iters)}

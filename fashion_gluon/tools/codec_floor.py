@@ -48,7 +48,7 @@ def decoding_floor(data_root: "str | os.PathLike", sizes: Sequence[int] = (160, 
             codec = HeatmapCodec((side, side), stride, sigma, decode=decoder)
             decoded = inputs + decoding_error(codec, inputs, weights)
             points = np.where(np.isfinite(decoded), inverse_transform_points(decoded, matrices), truth[..., :2])
-            figures[decoder] = normalized_error(points, truth, categories)["ne"]
+            figures[decoder] = normalized_error(points, truth, categories, tables[0][0].schema)["ne"]
         result["sizes"][str(side)] = figures
     return result
 

@@ -16,7 +16,7 @@ from ..data.dataset import FashionAIDataset
 from ..data.images import read_image
 from ..data.synthetic import generate_dataset
 from ..engine.swa import run_swa
-from ..build import build_codec, build_loss, build_model
+from ..build import build_codec, build_loss, build_model, build_schema
 from ..engine.train import fit
 from ..engine.trainer import enable_mixed_precision
 from ..fileio import write_json
@@ -50,8 +50,9 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     h, w = config["data"]["input_size"]
     codec = build_codec(config)
     data = mx.nd.random.normal(shape=(batch, 3, h, w), ctx=ctx[0])
-    targets = mx.nd.zeros((batch, len(codec.sigma_factors), 24) + codec.heatmap_size, ctx=ctx[0])
-    weights = mx.nd.ones((batch, 24), ctx=ctx[0])
+    keypoints = build_schema(config).num_keypoints
+    targets = mx.nd.zeros((batch, len(codec.sigma_factors), keypoints) + codec.heatmap_size, ctx=ctx[0])
+    weights = mx.nd.ones((batch, keypoints), ctx=ctx[0])
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.0})
     tic = None
     for step in range(warmup + steps):

@@ -17,7 +17,7 @@ from ..data.annotations import read_annotations
 from ..data.submission import match_rows, read_submission
 from ..data.images import read_image
 from ..errors import DataError
-from ..schema import KEYPOINT_NAMES, category_indices
+from ..schema import KeypointSchema, load_schema
 from ..metrics import normalized_error, per_image_error
 from ..inference.predictor import Predictor
 from ..visualize import draw_comparison, draw_keypoints, gallery, heatmap_montage, plot_per_keypoint, save_image
@@ -32,12 +32,13 @@ def image_folder(data_root: "str | os.PathLike", image_id: str) -> Path:
     raise DataError(f"image {image_id!r} is in neither {root / 'test'} nor {root / 'train'}")
 
 
-def overlay(image: np.ndarray, pred: np.ndarray, category: str, truth: "np.ndarray | None" = None) -> np.ndarray:
-    """``image`` with the predicted keypoints (24, ≥2) and skeleton, or, given ``truth``
-    (24, 3), the prediction vs truth coloured by error."""
+def overlay(image: np.ndarray, pred: np.ndarray, category: str, truth: "np.ndarray | None" = None,
+            schema: "KeypointSchema | None" = None) -> np.ndarray:
+    """``image`` with the predicted keypoints (K, ≥2) and skeleton, or, given ``truth``
+    (K, 3), the prediction vs truth coloured by error."""
     if truth is None:
-        return draw_keypoints(image, pred[:, :2], category)
-    return draw_comparison(image, pred[:, :2], truth, category)
+        return draw_keypoints(image, pred[:, :2], category, schema=schema)
+    return draw_comparison(image, pred[:, :2], truth, category, schema=schema)
 
 
 def _title(image_id: str, text: str = "") -> str:
@@ -47,12 +48,13 @@ def _title(image_id: str, text: str = "") -> str:
 class _Pictures:
     """The matched prediction (and truth) rows of a ``show`` call and their images."""
 
-    def __init__(self, pred_csv, data_root, truth_csv=None):
-        self.pred = read_submission(pred_csv)
+    def __init__(self, pred_csv, data_root, truth_csv=None, schema: "KeypointSchema | None" = None):
+        self.schema = load_schema(schema)
+        self.pred = read_submission(pred_csv, self.schema)
         self.rows = np.arange(len(self.pred))
         self.truth = None
         if truth_csv is not None:
-            truth = read_annotations(truth_csv)
+            truth = read_annotations(truth_csv, schema=self.schema)
             truth_rows, self.rows = match_rows(truth, self.pred, truth_csv, pred_csv, missing_ok=True)
             self.truth = truth.keypoints[truth_rows]
         self.folder = image_folder(data_root, self.pred.image_ids[0])
@@ -68,16 +70,17 @@ class _Pictures:
 
     def drawn(self, i: int) -> np.ndarray:
         truth = None if self.truth is None else self.truth[i]
-        return overlay(read_image(self.path(i)), self.pred.keypoints[self.rows[i]], self.category(i), truth)
+        return overlay(read_image(self.path(i)), self.pred.keypoints[self.rows[i]], self.category(i), truth,
+                       self.schema)
 
     def errors(self) -> np.ndarray:
         """Per-image NE (%) of the matched rows (needs the truth)."""
         return per_image_error(self.pred.keypoints[self.rows, :, :2], self.truth,
-                               [self.category(i) for i in range(len(self.rows))])
+                               [self.category(i) for i in range(len(self.rows))], self.schema)
 
     def result(self) -> dict:
         return normalized_error(self.pred.keypoints[self.rows, :, :2], self.truth,
-                                [self.category(i) for i in range(len(self.rows))])
+                                [self.category(i) for i in range(len(self.rows))], self.schema)
 
 
 def worst_images(errors: np.ndarray, count: int) -> np.ndarray:
@@ -89,7 +92,7 @@ def worst_images(errors: np.ndarray, count: int) -> np.ndarray:
 def show(pred_csv: "str | os.PathLike", data_root: "str | os.PathLike", out_dir: "str | os.PathLike",
          truth_csv: "str | os.PathLike | None" = None, worst: int = 8, limit: int = 16,
          checkpoints: Sequence["str | os.PathLike"] = (), image_id: "str | None" = None,
-         flip: bool = True, ctx=None) -> dict[str, Path]:
+         flip: bool = True, ctx=None, schema: "KeypointSchema | str | None" = None) -> dict[str, Path]:
     """Write the pictures of a prediction CSV into ``out_dir``; returns ``{name: path}``:
 
     * ``overlays``: the first ``limit`` images with their keypoints (vs the truth, if given);
@@ -99,7 +102,7 @@ def show(pred_csv: "str | os.PathLike", data_root: "str | os.PathLike", out_dir:
       worst image, else the first), recomputed by a :class:`~fashion_gluon.inference.predictor.Predictor`.
     """
     out = Path(out_dir)
-    pictures = _Pictures(pred_csv, data_root, truth_csv)
+    pictures = _Pictures(pred_csv, data_root, truth_csv, schema)
     shown = range(min(limit, len(pictures.rows)))
     written = {"overlays": out / "overlays.png"}
     gallery([pictures.drawn(i) for i in shown], written["overlays"],
@@ -127,7 +130,7 @@ def _heatmap_picture(pictures: _Pictures, image_id: str, checkpoints, flip: bool
         raise DataError(f"image {image_id!r} is not in the prediction")
     category = pictures.pred.categories[pictures.pred.image_ids.index(image_id)]
     heatmaps, frame = Predictor(checkpoints, flip=flip, ctx=ctx).heatmaps(pictures.folder / image_id, category)
-    names = [KEYPOINT_NAMES[k] for k in category_indices(category)]
+    names = [pictures.schema.keypoints[k] for k in pictures.schema.category_indices(category)]
     save_image(path, heatmap_montage(frame, heatmaps, names))
 
 

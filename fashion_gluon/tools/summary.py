@@ -20,7 +20,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..models import build_model
-from ..schema import NUM_KEYPOINTS
+from ..schema import load_schema
 
 MAC_OPS = ("Convolution", "Deconvolution", "FullyConnected")
 
@@ -116,13 +116,14 @@ def output_shapes(block: gluon.HybridBlock, input_shape: tuple) -> list:
 
 
 def summarize(name_or_block: "str | gluon.HybridBlock", input_size: tuple = (256, 256),
-              num_keypoints: int = NUM_KEYPOINTS, **model_kwargs) -> dict:
+              num_keypoints: "int | None" = None, **model_kwargs) -> dict:
     """Size and cost of a registry model (built by name with ``num_keypoints``
     and ``model_kwargs``, not initialized) or of a given block, for one
     ``input_size`` (H, W) RGB image: ``params`` (trainable values), ``macs``
     and ``gmacs`` (conv/deconv/fc multiply-adds, ×1e-9) and the ``outputs`` shapes."""
     if isinstance(name_or_block, str):
-        name, block = name_or_block, build_model(name_or_block, num_keypoints, **model_kwargs)
+        keypoints = num_keypoints or load_schema().num_keypoints  # default: the default schema's
+        name, block = name_or_block, build_model(name_or_block, keypoints, **model_kwargs)
     else:
         name, block = type(name_or_block).__name__, name_or_block
     input_shape = (1, 3) + tuple(int(s) for s in input_size)

@@ -1,0 +1,139 @@
+"""COCO keypoint files (``images``, ``annotations`` with ``keypoints`` triplets and
+``category_id``, ``categories`` with ``keypoints`` names and ``skeleton``) as :class:`Annotations`.
+
+One annotated object per image (a product photo of one garment); ``file_name`` becomes the
+``image_id`` (relative to the split folder). COCO's visibility 0 / 1 / 2 (not labelled /
+labelled, not visible / visible) becomes v = −1 / 0 / 1. Each COCO category's keypoints are
+mapped into the schema by name, so the file may list them in any order; without a schema
+file the schema is made from the file's categories (no flip or normalizing pairs: errors are
+then normalized by the box diagonal). Every problem is a DataError naming the file, the
+entry (``annotations[7]``) and the field.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..fileio import atomic_write
+from ..schema import KeypointSchema, load_schema
+from .annotations import Annotations
+
+VISIBILITY = {0: -1, 1: 0, 2: 1}  # COCO v -> ours
+
+
+def _load(path: Path) -> dict:
+    try:
+        with open(path) as handle:
+            doc = json.load(handle)
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"not a COCO JSON file: {str(error)[:80]}", path) from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+            raise DataError(f"not a COCO keypoint file: needs lists 'images', 'annotations', 'categories' "
+                            f"(missing {key!r})", path)
+    return doc
+
+
+def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
+    """A schema made of the file's categories: keypoint names in first-seen order, no flip pairs,
+    no normalizing pairs, skeletons (1-based COCO indices) translated."""
+    names: list[str] = []
+    categories: dict[str, Any] = {}
+    skeleton: list[list[str]] = []
+    for n, cat in enumerate(doc["categories"]):
+        if not isinstance(cat, dict) or not isinstance(cat.get("keypoints"), list) or "name" not in cat:
+            raise DataError("a category needs 'name' and a 'keypoints' list", path, None, f"categories[{n}]")
+        names += [k for k in cat["keypoints"] if k not in names]
+        categories[cat["name"]] = {"keypoints": list(cat["keypoints"])}
+        for a, b in cat.get("skeleton", []):
+            skeleton.append([cat["keypoints"][a - 1], cat["keypoints"][b - 1]])
+    return KeypointSchema.from_dict({"name": path.stem, "keypoints": names, "categories": categories,
+                                     "skeleton": skeleton}, str(path))
+
+
+def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """The annotated images of a COCO keypoint file as :class:`Annotations` under ``schema``
+    (None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file)."""
+    path = Path(path)
+    doc = _load(path)
+    if schema is None:
+        default = load_schema()
+        known = all(set(c.get("keypoints", [])) <= set(default.keypoints) and c.get("name") in default.categories
+                    for c in doc["categories"] if isinstance(c, dict))
+        schema = default if known else schema_from_coco(doc, path)
+    schema = load_schema(schema)
+    index = {name: k for k, name in enumerate(schema.keypoints)}
+    columns: dict[Any, tuple[str, list[int]]] = {}
+    for n, cat in enumerate(doc["categories"]):
+        where = f"categories[{n}]"
+        if not isinstance(cat, dict) or cat.get("name") not in schema.categories:
+            raise DataError(f"category {cat.get('name') if isinstance(cat, dict) else cat!r} is not in schema "
+                            f"{schema.name!r} ({', '.join(schema.category_names)})", path, None, where)
+        unknown = [k for k in cat.get("keypoints", []) if k not in index]
+        if unknown:
+            raise DataError(f"keypoint {unknown[0]!r} is not in schema {schema.name!r}", path, None, where)
+        columns[cat.get("id")] = (cat["name"], [index[k] for k in cat["keypoints"]])
+    files = {img.get("id"): img.get("file_name") for img in doc["images"] if isinstance(img, dict)}
+    rows: dict[str, tuple[str, np.ndarray]] = {}
+    for n, ann in enumerate(doc["annotations"]):
+        where = f"annotations[{n}]"
+        if not isinstance(ann, dict) or ann.get("image_id") not in files:
+            raise DataError("image_id names no entry of 'images'", path, None, where)
+        if ann.get("category_id") not in columns:
+            raise DataError(f"category_id {ann.get('category_id')!r} names no entry of 'categories'", path, None, where)
+        category, targets = columns[ann["category_id"]]
+        triplets = ann.get("keypoints")
+        if (not isinstance(triplets, list) or len(triplets) != 3 * len(targets)
+                or not all(isinstance(v, (int, float)) for v in triplets)):
+            raise DataError(f"'keypoints' must be {3 * len(targets)} numbers (x, y, v for each of "
+                            f"{category!r}'s keypoints)", path, None, f"{where}.keypoints")
+        values = np.asarray(triplets, dtype=np.float64).reshape(-1, 3)
+        if not set(values[:, 2].tolist()) <= set(VISIBILITY):
+            raise DataError("visibility must be 0, 1 or 2", path, None, f"{where}.keypoints")
+        image_id = str(files[ann["image_id"]])
+        if image_id in rows:
+            raise DataError(f"image {image_id!r} has a second annotation; one object per image is supported",
+                            path, None, where)
+        keypoints = np.full((schema.num_keypoints, 3), -1.0)
+        v = np.vectorize(VISIBILITY.get)(values[:, 2])
+        keypoints[targets] = np.where(v[:, None] < 0, -1.0, np.column_stack([values[:, :2], v]))
+        rows[image_id] = (category, keypoints)
+    ids = list(rows)
+    return Annotations(ids, [rows[i][0] for i in ids],
+                       np.stack([rows[i][1] for i in ids]).astype(np.float32) if ids else
+                       np.zeros((0, schema.num_keypoints, 3), np.float32), schema)
+
+
+def write_coco(path: "str | os.PathLike", annotations: Annotations, image_sizes: "np.ndarray | None" = None) -> None:
+    """Write ``annotations`` (with keypoints) as a COCO keypoint file, atomically; ``image_sizes``
+    (N, 2) as (H, W) fill each image's height and width."""
+    schema = annotations.schema
+    categories = [{"id": n + 1, "name": name, "keypoints": [schema.keypoints[k] for k in members],
+                   "skeleton": [[members.index(a) + 1, members.index(b) + 1] for a, b in schema.skeleton
+                                if a in members and b in members]}
+                  for n, (name, members) in enumerate(schema.categories.items())]
+    category_id = {c["name"]: c["id"] for c in categories}
+    images, anns = [], []
+    for n, (image_id, category) in enumerate(zip(annotations.image_ids, annotations.categories)):
+        entry = {"id": n + 1, "file_name": image_id}
+        if image_sizes is not None:
+            entry.update(height=int(image_sizes[n][0]), width=int(image_sizes[n][1]))
+        images.append(entry)
+        triplets = []
+        for k in schema.categories[category]:
+            x, y, v = (float(t) for t in annotations.keypoints[n, k])
+            triplets += [0, 0, 0] if v < 0 else [round(x, 2), round(y, 2), int(v) + 1]
+        anns.append({"id": n + 1, "image_id": n + 1, "category_id": category_id[category], "keypoints": triplets,
+                     "num_keypoints": sum(1 for t in triplets[2::3] if t > 0)})
+    with atomic_write(path) as handle:
+        json.dump({"images": images, "annotations": anns, "categories": categories}, handle)
+
+
+__all__ = ["read_coco", "write_coco", "schema_from_coco", "VISIBILITY"]
