@@ -3,6 +3,7 @@
 Layout of a run directory::
 
     config.yaml             the resolved configuration
+    schema.yaml             the keypoint schema it was trained with (so the run works anywhere)
     epoch-0007.params       weights after epoch 7 (only the last good one is kept)
     epoch-0007.states       trainer (optimizer) states after epoch 7
     last.json               pointer to the last good epoch + loop state: written last,
@@ -26,6 +27,7 @@ from .fileio import read_json
 LAST = "last.json"
 BEST = "best.json"
 CONFIG = "config.yaml"
+SCHEMA = "schema.yaml"
 
 
 def is_run(path: "str | os.PathLike") -> bool:
@@ -42,8 +44,11 @@ def load_state(run_dir: "str | os.PathLike") -> dict[str, Any]:
 
 
 def run_config(run_dir: "str | os.PathLike") -> dict:
-    """The resolved configuration a run was trained with."""
-    return load_config(Path(run_dir) / CONFIG)
+    """The resolved configuration a run (or an export) was trained with; its keypoint schema is
+    the copy kept beside it (``schema.yaml``), wherever the original schema file went."""
+    run_dir = Path(run_dir)
+    kept = run_dir / SCHEMA
+    return load_config(run_dir / CONFIG, [f"data.schema={kept}"] if kept.is_file() else [])
 
 
 def weights_path(run_dir: "str | os.PathLike", which: str = "best") -> Path:
@@ -62,5 +67,5 @@ def read_log(run_dir: "str | os.PathLike") -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["LAST", "BEST", "CONFIG", "is_run", "load_state", "run_config", "weights_path",
+__all__ = ["LAST", "BEST", "CONFIG", "SCHEMA", "is_run", "load_state", "run_config", "weights_path",
            "read_log"]

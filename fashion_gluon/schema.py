@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from .errors import ConfigError
+from .fileio import atomic_write
 
 ALL = "all"  # the joint model over every keypoint of the schema
 #: Schemas shipped with the package, by name.
@@ -129,6 +130,11 @@ class KeypointSchema:
         return {"name": self.name, "keypoints": list(names), "categories": categories,
                 "flip_pairs": [[names[a], names[b]] for a, b in self.flip_pairs],
                 "skeleton": [[names[a], names[b]] for a, b in self.skeleton]}
+
+    def save(self, path: "str | os.PathLike") -> None:
+        """Write the schema file (YAML), atomically."""
+        with atomic_write(path) as handle:
+            yaml.safe_dump(self.to_dict(), handle, sort_keys=False, default_flow_style=None, width=100)
 
     # ------------------------------------------------------------------ queries
 

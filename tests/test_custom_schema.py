@@ -66,6 +66,8 @@ def test_bad_schema_files_fail_with_one_line(tmp_path, change, message):
 @pytest.mark.parametrize("fmt", ["coco", "csv"])
 def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tmp_path, capsys, fmt):
     root, run, sub = tmp_path / "data", tmp_path / "run", tmp_path / "sub.csv"
+    own = tmp_path / "own.yaml"  # the user's file; deleted after training: the run keeps its copy
+    own.write_text(toy_schema.read_text())
     assert main(["synth", str(root), "--schema", str(toy_schema), "--format", fmt, "--per-category", "14",
                  "--quiet"]) == 0
     if fmt == "coco":
@@ -73,7 +75,8 @@ def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tm
         assert test.schema.name == "toy" and len(test) == 6 and test.keypoints.shape == (6, 12, 3)
     capsys.readouterr()
     assert main(["train", "--data-root", str(root), "--category", "all", "--out", str(run), *TINY,
-                 f"data.schema={toy_schema}"]) == 0
+                 f"data.schema={own}"]) == 0
+    own.unlink()
     assert main(["predict", "--checkpoint", str(run), "--split", "test", "--out", str(sub), "--json"]) == 0
     predicted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert predicted["images"] == 6 and np.isfinite(predicted["ne"])
@@ -90,3 +93,12 @@ def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tm
         assert json.loads(capsys.readouterr().out)["ne"] == pytest.approx(predicted["ne"], abs=0.5)  # integer pixels
         assert main(["validate-submission", "--test", str(root / "test" / "test.csv"), "--submission", str(sub),
                      "--schema", str(toy_schema)]) == 0
+
+
+def test_export_json_says_what_a_deployment_needs(toy_schema, tmp_path, capsys):
+    from fashion_gluon.inference.export import deployment_info
+    from fashion_gluon.config import load_config
+    info = deployment_info(load_config(overrides=TINY + [f"data.schema={toy_schema}"]), "lamp")
+    assert info["keypoints"] == ["top_left", "top_right", "mid_left", "mid_right", "bottom", "tip"]
+    assert info["flip_pairs"] == [[0, 1], [2, 3]] and info["input_size"] == [64, 64]
+    assert info["heatmap_stride"] == 4 and len(info["mean"]) == len(info["std"]) == 3 and info["decode"] == "dark"

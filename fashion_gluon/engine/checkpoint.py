@@ -14,7 +14,8 @@ from typing import Any
 from ..config import save_config
 from ..errors import FashionGluonError
 from ..fileio import atomic_path, atomic_write, read_json, write_json
-from ..runs import BEST, LAST
+from ..runs import BEST, CONFIG, LAST, SCHEMA
+from ..schema import load_schema
 
 
 def _epoch_stem(epoch: int) -> str:
@@ -42,7 +43,8 @@ def save_checkpoint(run_dir: Path, net, trainer, state: dict[str, Any], config: 
     if trainer is not None:
         with atomic_path(run_dir / f"{stem}.states") as tmp:
             trainer.save_states(str(tmp))
-    save_config(config, run_dir / "config.yaml")
+    save_config(config, run_dir / CONFIG)
+    load_schema(config["data"]["schema"]).save(run_dir / SCHEMA)
     previous = read_json(run_dir / LAST)["epoch"] if (run_dir / LAST).exists() else None
     write_json(run_dir / LAST, {**state, "params": f"{stem}.params",
                                 "states": f"{stem}.states" if trainer is not None else None})

@@ -31,7 +31,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..build import load_run
+from ..build import build_schema, load_run
+from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
+from ..runs import CONFIG, SCHEMA
 from ..config import save_config
 from ..errors import FashionGluonError
 from ..fileio import atomic_path, write_json
@@ -175,13 +177,30 @@ def cpu_only(ctx: Sequence[mx.Context], what: str) -> None:
         raise ExportError(f"{what} runs on CPU only, got contexts {list(ctx)}")
 
 
+def deployment_info(config: dict, category: str) -> dict:
+    """What running the network needs outside it (see the README's "Deployment" section):
+    input size and normalization, heatmap stride and σ, the decoder, the category's keypoint
+    names in channel order and the channel pairs a horizontal flip exchanges."""
+    schema, data = build_schema(config), config["data"]
+    names = [schema.keypoints[k] for k in schema.category_indices(category)]
+    perm = schema.flip_permutation(category)
+    return {"input_size": list(data["input_size"]), "input_layout": "NCHW float32 RGB, (pixel - mean) / std",
+            "mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD), "heatmap_stride": int(data["stride"]),
+            "sigma": float(data["sigma"]), "decode": config["codec"]["decode"],
+            "outputs": "the last output is the final heatmaps (N, K, H / heatmap_stride, W / heatmap_stride)",
+            "schema": schema.name, "keypoints": names,
+            "flip_pairs": [[int(c), int(p)] for c, p in enumerate(perm) if c < p]}
+
+
 def finish_export(out: Path, fmt: str, files: Sequence[Path], run_dir, config: dict, state: dict,
-                   net_stride: int, **extra) -> dict:
-    """Write config.yaml and, last, export.json describing the export in ``out``; returns the latter."""
-    meta = {"format": fmt, "category": state["category"], "input_size": list(config["data"]["input_size"]),
-            "net_stride": int(net_stride), "files": [Path(f).name for f in files],
+                  net_stride: int, **extra) -> dict:
+    """Write config.yaml, schema.yaml and, last, export.json describing the export in ``out``;
+    returns the latter."""
+    meta = {"format": fmt, "category": state["category"], "net_stride": int(net_stride),
+            **deployment_info(config, state["category"]), "files": [Path(f).name for f in files],
             "source": str(Path(run_dir).resolve()), "data_root": state.get("data_root"), **extra}
-    save_config(config, out / "config.yaml")
+    save_config(config, out / CONFIG)
+    build_schema(config).save(out / SCHEMA)
     write_json(out / META, meta)
     return meta
 

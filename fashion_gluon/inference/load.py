@@ -8,10 +8,9 @@ from typing import Sequence
 
 import mxnet as mx
 
-from ..config import load_config
 from ..build import build_codec, build_schema
 from ..fileio import read_json
-from ..runs import LAST
+from ..runs import LAST, run_config
 from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol
 from .model import KeypointModel
 from .quantize import to_bf16
@@ -44,7 +43,7 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
         model, fmt = KeypointModel.from_run(path, ctx), "run"
     else:
         meta = read_json(path / META)
-        config, fmt = load_config(path / "config.yaml"), meta["format"]
+        config, fmt = run_config(path), meta["format"]
         model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config), build_schema(config),
                               str(path), config)
     if precision == "bf16":
