@@ -26,7 +26,7 @@ from mxnet import gluon
 from ..codec import HeatmapCodec
 from ..errors import DataError
 from ..schema import ALL, category_indices, check_category, flip_permutation
-from .annotations import Annotations, read_annotations, read_image_list
+from .annotations import Annotations, read_annotations, read_image_list, require_rows
 from .images import check_images, read_image
 from .transforms import Sample
 
@@ -74,9 +74,11 @@ def load_split(root: "str | os.PathLike", split: str, category: str = ALL,
     csv, folder = layout_paths(root, split)
     if split == "test":
         truth = folder / "annotations.csv"
-        annotations = read_annotations(truth) if truth.exists() else read_image_list(csv)
+        source = truth if truth.exists() else csv
+        annotations = require_rows(read_annotations(truth) if truth.exists() else read_image_list(csv),
+                                   source, "predict")
     else:
-        annotations = read_annotations(csv)
+        annotations = require_rows(read_annotations(csv), csv, "train or validate on")
         train_rows, val_rows = split_rows(annotations.categories, val_fraction, split_seed)
         annotations = annotations.subset(train_rows if split == "train" else val_rows)
     if category != ALL:

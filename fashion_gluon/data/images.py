@@ -134,7 +134,7 @@ def _read_sizes(annotations: "Annotations", split_dir: Path) -> tuple[np.ndarray
         try:
             sizes[index] = image_size(split_dir / annotations.image_ids[index])
         except DataError as exc:
-            errors[index] = DataError(exc.reason, exc.path, index + 2, "image_id")
+            errors[index] = DataError(exc.reason, exc.path, annotations.file_row(index), "image_id")
     return sizes, errors
 
 
@@ -151,7 +151,7 @@ def _first_outside(annotations: "Annotations", sizes: np.ndarray, readable: np.n
         (x, y), (height, width) = kps[index, k, :2], sizes[index]
         errors[index] = DataError(
             f"keypoint ({x:g}, {y:g}) lies outside the image of {height}×{width} (H×W) pixels",
-            split_dir / annotations.image_ids[index], index + 2, KEYPOINT_NAMES[k])
+            split_dir / annotations.image_ids[index], annotations.file_row(index), KEYPOINT_NAMES[k])
     return bad.any(axis=1), errors
 
 
@@ -161,7 +161,7 @@ def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
 
     Reads only image headers. Every annotated keypoint (v = 0 or 1) must lie
     inside the image, within 0.5 px of rounding. A failure is a DataError naming
-    the image path, the CSV row (``row = index + 2``) and the column
+    the image path, the CSV row (:meth:`Annotations.file_row`) and the column
     (``image_id``, or the keypoint's name). With ``on_error="skip"`` the failing
     rows are dropped and one warning counts them.
 
