@@ -10,9 +10,8 @@ import mxnet as mx
 
 from ..config import load_config
 from ..build import build_codec
-from ..fileio import read_json
 from ..runs import LAST
-from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol
+from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol, read_export_meta
 from .model import KeypointModel
 from .quantize import to_bf16
 
@@ -43,7 +42,7 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
             raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
         model, fmt = KeypointModel.from_run(path, ctx), "run"
     else:
-        meta = read_json(path / META)
+        meta = read_export_meta(path)
         config, fmt = load_config(path / "config.yaml"), meta["format"]
         model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config),
                               str(path), config)
