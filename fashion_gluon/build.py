@@ -19,7 +19,7 @@ from .data.dataset import FashionAIDataset
 from .data.transforms import test_transform, train_transform
 from .families import ModelFamily, family_of
 from .models import get_model
-from .runs import load_state, run_config, weights_path
+from .runs import load_run_weights, load_state, run_config
 from .schema import KeypointSchema, load_schema
 
 
@@ -79,11 +79,12 @@ def build_eval_dataset(config: dict, data_root: "str | os.PathLike", category: s
 
 
 def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),)):
-    """(net with the run's best weights, config, state) of a run directory."""
+    """(net with the run's best weights, config, state) of a run directory; a damaged file of
+    the run is a one-line error naming it (see :func:`~fashion_gluon.runs.load_run_weights`)."""
     run_dir = Path(run_dir)
     state, config = load_state(run_dir), run_config(run_dir)
     net = build_model(config, state["category"], list(ctx))
-    net.load_parameters(str(weights_path(run_dir)), ctx=list(ctx))
+    load_run_weights(net, run_dir, list(ctx))
     return net, config, state
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, quoted, shorten
 from .fileio import atomic_write
 from .models.registry import check_input_size, model_class
 from .schema import load_schema
@@ -97,7 +97,7 @@ VALID_KEYS: tuple[str, ...] = tuple(_flatten(DEFAULTS))
 def _unknown_key(key: str, source: str) -> ConfigError:
     close = difflib.get_close_matches(key, VALID_KEYS, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(VALID_KEYS)}"
-    return ConfigError(f"{source}: unknown config key {key!r}{hint}")
+    return ConfigError(f"{source}: unknown config key {quoted(key)}{hint}")
 
 
 def set_key(config: dict, key: str, value: Any, source: str = "override") -> None:
@@ -114,6 +114,10 @@ def set_key(config: dict, key: str, value: Any, source: str = "override") -> Non
 
 def merge(config: dict, updates: dict, source: str) -> dict:
     """Apply a nested ``updates`` dict (e.g. a parsed YAML file) onto ``config``."""
+    for section, value in updates.items():
+        if isinstance(DEFAULTS.get(section), dict) and not isinstance(value, dict):
+            raise ConfigError(f"{source}: section {quoted(section)} must be a mapping of keys, "
+                              f"got {type(value).__name__} {quoted(value)}")
     for key, value in _flatten(updates).items():
         set_key(config, key, value, source)
     return config
@@ -122,7 +126,7 @@ def merge(config: dict, updates: dict, source: str) -> dict:
 def parse_override(text: str) -> tuple[str, Any]:
     """``'train.lr=1e-4'`` → ``('train.lr', 0.0001)``; values are parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} is not key=value")
+        raise ConfigError(f"override {quoted(text)} is not key=value")
     key, raw = text.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else None
     if isinstance(value, str):  # YAML reads 1e-4 as a string
@@ -151,14 +155,10 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = config_path(path)
-        if not path.is_file():
+        if not path.exists():
             shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
             raise ConfigError(f"config file not found: {path} (shipped recipes: {shipped})")
-        with open(path) as handle:
-            try:
-                loaded = yaml.safe_load(handle) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+        loaded = _read_yaml(path)
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
         merge(config, loaded, str(path))
@@ -274,6 +274,25 @@ def _check_model(config: dict, source: str) -> None:
     if size[0] % stride or size[1] % stride:
         raise ConfigError(f"{source}: data.input_size {list(size)} is not divisible by the heatmap stride "
                           f"data.stride={stride}")
+def _read_yaml(path: Path) -> Any:
+    """The parsed YAML file ``path``; a missing, unreadable, non-text, invalid or empty file is a
+    one-line ConfigError naming it."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {shorten(str(error).splitlines()[0], 120)}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a YAML text file ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    if loaded is None:
+        raise ConfigError(f"{path}: empty config file (no settings)")
+    return loaded
 
 
 def save_config(config: dict, path: "str | os.PathLike") -> None:

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import FileFormatError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -57,3 +59,22 @@ def read_json(path: "str | os.PathLike") -> dict:
     """A JSON object from ``path``."""
     with open(path) as handle:
         return json.load(handle)
+
+
+def read_json_object(path: "str | os.PathLike") -> dict:
+    """The JSON object of a file the package wrote (run or export metadata); a missing,
+    unreadable, non-JSON or non-object file is a FileFormatError naming it."""
+    try:
+        payload = read_json(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise FileFormatError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, "
+                              f"column {error.colno}): truncated or edited?") from None
+    except UnicodeDecodeError as error:
+        raise FileFormatError(f"{path}: not a JSON text file ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise FileFormatError(f"{path}: cannot read: {error.strerror or error}") from None
+    if not isinstance(payload, dict):
+        raise FileFormatError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload

@@ -33,8 +33,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.annotations import read_annotations
-from .data.submission import match_rows, read_submission
+from .data.annotations import file_order, read_annotations, require_rows
+from .data.submission import match_problems, submission_problems
+from .errors import raise_problems
 from .schema import KeypointSchema, load_schema
 
 PCK_THRESHOLDS: tuple[float, ...] = (0.05, 0.1)
@@ -188,15 +189,20 @@ def evaluate_csv(truth_csv: "str | os.PathLike", pred_csv: "str | os.PathLike",
 
     Rows are matched by ``image_id`` (order is free; extra predicted images are
     ignored). Both files get the readers' checks (:func:`read_annotations`, which reads a
-    category keypoint written ``-1_-1_-1`` as absent and so unscored;
-    :func:`read_submission`, which rejects duplicate images). Raises DataError
-    when the prediction lacks images of the truth or gives an image another
-    category.
+    category keypoint written ``-1_-1_-1`` as absent and so unscored, raising the first
+    problem of the truth; :func:`~.data.submission.read_submission`'s checks of
+    the prediction, which reject duplicate images). A file with no data rows is a
+    DataError ("no rows to score"). Every problem of the prediction, including
+    images of the truth it lacks and images it gives another category, is reported
+    at once: one as a DataError, several as one DataProblems listing them.
     """
     schema = load_schema(schema)
-    truth = read_annotations(truth_csv, schema=schema)
-    pred = read_submission(pred_csv, schema)
-    _, rows = match_rows(truth, pred, truth_csv, pred_csv)
+    truth = require_rows(read_annotations(truth_csv, schema=schema), truth_csv, "score")
+    pred, problems = submission_problems(pred_csv, schema)
+    if not len(pred) and not problems:
+        require_rows(pred, pred_csv, "score")
+    _, rows, matching = match_problems(truth, pred, truth_csv, pred_csv)
+    raise_problems(sorted(problems + matching, key=lambda problem: file_order(problem, schema.columns)), pred_csv)
     return normalized_error(pred.keypoints[rows, :, :2], truth.keypoints, truth.categories, schema)
 
 

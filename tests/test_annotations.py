@@ -9,7 +9,7 @@ import pytest
 
 from fashion_gluon.data.annotations import Annotations, read_annotations, read_image_list, write_annotations
 from fashion_gluon.data.submission import read_submission, validate_submission, write_submission
-from fashion_gluon.errors import DataError
+from fashion_gluon.errors import DataError, DataProblems
 from _fashionai import CATEGORIES, KEYPOINT_NAMES, SUBMISSION_COLUMNS, category_mask
 
 # Rows of sample(): row 2 blouse, 3 outwear, 4 dress, 5 skirt, 6 trousers.
@@ -343,10 +343,13 @@ def test_read_image_list_rejects_annotation_layout(train_csv):
 def test_read_submission_requires_visible_keypoints(train_csv):
     set_cell(train_csv, 2, "neckline_left", "5_6_0")
     set_cell(train_csv, 2, "neckline_right", "5_6_1")
-    with pytest.raises(DataError) as exc_info:
+    with pytest.raises(DataProblems) as exc_info:  # sample() has more occluded keypoints: all are listed
         read_submission(train_csv)
-    message = assert_located(exc_info, train_csv, 2, "neckline_left")
-    assert "'5_6_0': a submitted keypoint must be written x_y_1" in message
+    first = exc_info.value.problems[0]
+    assert (first.path, first.row, first.column) == (train_csv, 2, "neckline_left")
+    assert "'5_6_0': a submitted keypoint must be written x_y_1" in str(first)
+    count = int((read_annotations(train_csv).keypoints[..., 2] == 0).sum())
+    assert str(exc_info.value).startswith(f"{train_csv}: {count} problem(s):\n{first}\n")
 
 
 # ----------------------------------------------------------------------------- validate_submission

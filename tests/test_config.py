@@ -58,6 +58,9 @@ def test_file_typo_names_the_file(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("train: [1, 2\n", "not valid YAML"),
     ("- a\n- b\n", "expected a mapping"),
+    ("", "c.yaml: empty config file"),
+    ("# only a comment\n", "c.yaml: empty config file"),
+    ("train: 5\n", "c.yaml: section 'train' must be a mapping of keys, got int 5"),
 ])
 def test_bad_files(tmp_path, content, message):
     path = tmp_path / "c.yaml"

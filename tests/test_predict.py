@@ -404,3 +404,33 @@ def test_predict_command_with_a_run_directory(tmp_path, capsys):
     assert read_submission(out).image_ids == list(random_images(4))
     with pytest.raises(SystemExit):
         run_cli(["predict", "--checkpoint", str(run), "--out", str(out), "--scales", "1,-2"])
+
+
+def test_predict_any_images_reports_a_bad_file_and_predicts_the_others(tiny_run, tiny_data, tmp_path, capsys):
+    import shutil
+    from fashion_gluon.cli import main
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, source in enumerate(sorted((tiny_data / "test" / "Images").rglob("*.jpg"))[:3]):
+        shutil.copy(source, photos / f"shot{n}.jpg")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (photos / "notes.txt").write_text("not an image, not listed")
+    out, overlay = tmp_path / "points.csv", tmp_path / "overlay"
+    assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos), "--out", str(out)]) == 2
+    assert "say which one the images show (--category blouse|outwear|dress|skirt|trousers)" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos), "--category", "skirt",
+                 "--out", str(out), "--overlay", str(overlay)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("skipped") == 1 and "broken.jpg" in captured.err
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["images"] == 3 and report["skipped"] == 1
+    rows = read_submission(out)
+    assert rows.image_ids == [str(photos / f"shot{n}.jpg") for n in range(3)] and set(rows.categories) == {"skirt"}
+    assert sorted(p.name for p in overlay.iterdir()) == ["shot0.png", "shot1.png", "shot2.png"]
+    before = out.read_bytes()
+    assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos / "broken.jpg"), "--category",
+                 "skirt", "--out", str(out)]) == 2  # nothing readable: an error, and the old file stays
+    assert out.read_bytes() == before
+    assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos / "shot*.jpg"), "--category",
+                 "skirt", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 3

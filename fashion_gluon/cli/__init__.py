@@ -1,6 +1,7 @@
 """The ``fashion-gluon`` command line: :func:`main`. The commands live in :mod:`.run`,
-:mod:`.predict` and :mod:`.scale`; :mod:`.parser` assembles them. Package errors are printed
-as one line (exit status 2)."""
+:mod:`.predict` and :mod:`.scale`; :mod:`.parser` assembles them. Package errors, and the
+operating system's errors about files (they name the file), are printed as one line (a list
+of problems of one file as its lines), exit status 2."""
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FashionGluonError, FileNotFoundError, ValueError) as error:
+    except (FashionGluonError, OSError, ValueError) as error:
         print(f"fashion-gluon {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -8,10 +8,9 @@ from pathlib import Path
 import mxnet as mx
 
 from ..errors import FashionGluonError
-from ..fileio import read_json
-from ..inference.export import META
+from ..inference.export import META, read_export_meta
 from ..metrics import format_table
-from ..runs import is_run, load_state
+from ..runs import is_run, run_data_root
 
 
 
@@ -62,4 +61,12 @@ def data_root_of(data_root: "str | None", checkpoint) -> str:
     if data_root:
         return data_root
     checkpoint = Path(checkpoint)
-    return load_state(checkpoint)["data_root"] if is_run(checkpoint) else read_json(checkpoint / META)["data_root"]
+    if is_run(checkpoint):
+        return run_data_root(checkpoint)
+    if not (checkpoint / META).is_file():
+        raise FashionGluonError(f"{checkpoint} is neither a training run (no last.json) nor an exported model "
+                                f"(no {META})")
+    root = read_export_meta(checkpoint).get("data_root")
+    if not isinstance(root, str) or not root:
+        raise FashionGluonError(f"{checkpoint / META} records no data_root; pass --data-root")
+    return root

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 from ..data.dataset import layout_paths
-from ..data.submission import save_submission, validate_submission
+from ..data.images import expand_image_paths, read_image
+from ..data.submission import save_submission, validate_submission, write_submission
 from ..errors import FashionGluonError
 from ..inference.ensemble import write_ensemble
 from ..inference.predictor import Predictor
 from ..metrics import format_table, normalized_error
 from ..tools.show import show
+from ..visualize import draw_keypoints, save_image
 from .common import data_root_of, parse_ctx, parse_scales
 
 
 def cmd_predict(args) -> None:
-    data_root = data_root_of(args.data_root, args.checkpoint[0])
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
                           precision=args.precision)
+    if args.images:
+        return _predict_images(args, predictor)
+    data_root = data_root_of(args.data_root, args.checkpoint[0])
     tic = time.perf_counter()
     rows, keypoints = predictor.predict_split(data_root, args.split)
     seconds = time.perf_counter() - tic
@@ -34,6 +39,26 @@ def cmd_predict(args) -> None:
         if not args.json:
             print(format_table(result))
     print(json.dumps(report))
+
+
+def _predict_images(args, predictor: Predictor) -> None:
+    """``predict --images``: any image files, folders or globs; unreadable files are reported
+    (one line each, on stderr) and the others predicted into ``--out`` (and ``--overlay`` pictures)."""
+    paths = expand_image_paths(args.images)
+    tic = time.perf_counter()
+    rows, keypoints, skipped = predictor.predict_files(paths, args.category)
+    seconds = time.perf_counter() - tic
+    for line in skipped:
+        print(f"fashion-gluon predict: skipped {line}", file=sys.stderr)
+    if not len(rows):
+        raise FashionGluonError(f"none of the {len(paths)} image(s) could be read (listed above)")
+    write_submission(args.out, rows.image_ids, rows.categories, keypoints, rows.schema)
+    if args.overlay:
+        for image_id, category, points in zip(rows.image_ids, rows.categories, keypoints):
+            picture = draw_keypoints(read_image(image_id), points, category, schema=rows.schema)
+            save_image(Path(args.overlay) / f"{Path(image_id).stem}.png", picture)
+    print(json.dumps({"out": str(args.out), "images": len(rows), "skipped": len(skipped), "seconds": seconds,
+                      "seconds_per_image": seconds / len(rows), "overlay": args.overlay}))
 
 
 def cmd_ensemble(args) -> None:
@@ -60,12 +85,16 @@ def cmd_show(args) -> None:
 def register(sub) -> None:
     """Add ``predict``, ``ensemble``, ``validate-submission`` and ``show`` to ``sub``
     (the ``add_subparsers`` object of the ``fashion-gluon`` parser)."""
-    p = sub.add_parser("predict", help="predict a split into a validated submission CSV")
+    p = sub.add_parser("predict", help="predict a split into a validated submission CSV, or any images (--images)")
     p.add_argument("--checkpoint", action="append", required=True, metavar="RUN_DIR",
                    help="a run directory; repeat for per-category models or an ensemble")
     p.add_argument("--data-root", help="FashionAI layout root (default: the first run's)")
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--images", nargs="+", metavar="PATH",
+                   help="predict these image files, folders or globs instead of a split (keypoints CSV, image_id = path)")
+    p.add_argument("--category", help="--images: the category they show (default: the checkpoints' one category)")
+    p.add_argument("--overlay", metavar="DIR", help="--images: also draw each prediction into DIR/<name>.png")
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--scales", type=parse_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
     p.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..config import load_config, parse_override
 from ..data.synthetic import generate_dataset
@@ -15,12 +16,20 @@ from ..metrics import evaluate_csv
 from ..models import check_input_size
 from ..models.pretrained import backbone_weight_status
 from ..schema import load_schema
+from ..runs import CONFIG, is_run
 from ..tools.bench import format_result as format_bench
 from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
 from ..tools.demo import run_demo
 from ..tools.summary import format_summary, summarize
 from .common import data_root_of, parse_ctx, parse_size, print_result
+
+
+def run_config_path(run_dir: str) -> str:
+    """The config.yaml of a run to resume (a clear error if ``run_dir`` is no run)."""
+    if not is_run(run_dir):
+        raise FashionGluonError(f"{run_dir} holds no checkpoint (no last.json); nothing to resume")
+    return str(Path(run_dir) / CONFIG)
 
 
 def cmd_synth(args) -> None:
@@ -48,7 +57,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_train(args) -> None:
-    config = None if args.resume and not (args.config or args.overrides) else load_config(args.config, args.overrides)
+    if args.resume and not args.config:  # overrides apply to the run's own configuration
+        config = load_config(run_config_path(args.resume), args.overrides) if args.overrides else None
+    else:
+        config = load_config(args.config, args.overrides)
     out = args.resume or args.out
     if not out:
         raise FashionGluonError("train needs --out RUN_DIR (or --resume RUN_DIR)")
@@ -123,7 +135,9 @@ def register(sub) -> None:
     p.add_argument("--category", help="a category of the run's schema, or all")
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("--out", help="run directory")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR; key=value overrides then apply to its config and may "
+                        "change how long it trains, e.g. train.epochs=40 (not the model or data)")
     p.add_argument("--init-from", metavar="RUN_DIR", help="initialize from another run (e.g. the all-category one)")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")

@@ -9,7 +9,7 @@ import json
 
 from ..config import load_config
 from ..data.recordio import pack
-from ..engine.distributed import DEFAULT_PORT, fashion_gluon_command, launch, parse_hosts
+from ..engine.distributed import DEFAULT_PORT, check_hosts, fashion_gluon_command, launch
 from ..errors import FashionGluonError
 from ..inference.evaluate import precision_report
 from ..inference.export import export_run
@@ -31,13 +31,13 @@ def _check_distributed_train(arguments: list[str]) -> None:
 
 
 def cmd_launch(args) -> None:
-    command = args.command[1:] if args.command[:1] == ["--"] else list(args.command)
+    command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else list(args.worker_command)
     if not command:
         raise FashionGluonError("launch needs a fashion-gluon command after --, e.g. "
                                 "-- train --data-root ROOT --category all --out RUN train.kvstore=dist_sync")
     if command[0] == "train":
         _check_distributed_train(command)
-    hosts = parse_hosts(args.hosts) if args.hosts else None
+    hosts = check_hosts(args.hosts) if args.hosts else None
     launch(fashion_gluon_command(command), args.workers, args.servers, hosts, args.port,
            args.scheduler_host, args.interface, args.timeout)
 
@@ -69,12 +69,13 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--servers", type=int, default=1)
     p.add_argument("--hosts", metavar="FILE", help="one [user@]host per line: servers and workers go there "
-                                                   "round-robin over ssh (default: all on this machine)")
+                                                   "round-robin over ssh (default: all on this machine); each "
+                                                   "host must answer `ssh HOST true` without a password")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="scheduler port (0: any free port)")
     p.add_argument("--scheduler-host", help="address the nodes reach the scheduler (this machine) at")
     p.add_argument("--interface", help="network interface for ps-lite (default lo on one machine)")
     p.add_argument("--timeout", type=float, help="stop everything after this many seconds")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+    p.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="the fashion-gluon command each worker runs, after --")
     p.set_defaults(func=cmd_launch)
 

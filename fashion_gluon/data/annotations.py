@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, quoted, shorten
 from ..fileio import atomic_write
 from ..schema import ID_COLUMNS, KeypointSchema, load_schema
 
@@ -36,25 +36,28 @@ _CELLS_RE = re.compile(f"{_CELL}(?:,{_CELL})*+")  # a ","-joined run of well-for
 # Problems of one keypoint cell, in priority order; 0 means the cell is fine.
 _MALFORMED, _FOREIGN, _MISSING, _OCCLUDED, _NEGATIVE = 1, 2, 3, 4, 5
 _CELL_MESSAGES = {
-    _MALFORMED: "{cell!r} is not x_y_v with integer x, y and v in {{0, 1}}, nor -1_-1_-1",
-    _FOREIGN: "{cell!r}: this keypoint does not belong to category {category!r} and must be -1_-1_-1 "
+    _MALFORMED: "{cell} is not x_y_v with integer x, y and v in {{0, 1}}, nor -1_-1_-1",
+    _FOREIGN: "{cell}: this keypoint does not belong to category {category} and must be -1_-1_-1 "
               "(is the image_category wrong?)",
-    _MISSING: "keypoint of category {category!r} is missing (-1_-1_-1); every keypoint of the "
+    _MISSING: "keypoint of category {category} is missing (-1_-1_-1); every keypoint of the "
               "category must be annotated with v = 0 or 1",
-    _OCCLUDED: "{cell!r}: a submitted keypoint must be written x_y_1",
-    _NEGATIVE: "{cell!r}: negative coordinate, outside the image",
+    _OCCLUDED: "{cell}: a submitted keypoint must be written x_y_1",
+    _NEGATIVE: "{cell}: negative coordinate, outside the image",
 }
 
 
 @dataclass
 class Annotations:
     """Rows of a FashionAI-layout CSV (or a COCO file) under a keypoint ``schema``.
-    ``keypoints`` (N, K, 3) is None for a test list (test.csv)."""
+    ``keypoints`` (N, K, 3) is None for a test list (test.csv). ``file_rows`` (set by the readers,
+    kept by :meth:`subset`) are the rows' 1-based spreadsheet rows in the file they were read
+    from, for error messages; None means the rows in order after a header."""
 
     image_ids: list[str]
     categories: list[str]
     keypoints: "np.ndarray | None" = None
     schema: KeypointSchema = field(default_factory=load_schema)
+    file_rows: "np.ndarray | None" = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -63,7 +66,13 @@ class Annotations:
         """The rows ``rows`` (indices) as a new Annotations."""
         rows = np.asarray(rows, dtype=np.int64)
         kps = None if self.keypoints is None else self.keypoints[rows]
-        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows], kps, self.schema)
+        file_rows = None if self.file_rows is None else self.file_rows[rows]
+        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows], kps, self.schema,
+                           file_rows)
+
+    def file_row(self, index: int) -> int:
+        """The spreadsheet row of row ``index`` in the file it was read from."""
+        return int(self.file_rows[index]) if self.file_rows is not None else index + 2
 
 
 def format_cell(x: float, y: float, v: int) -> str:
@@ -133,7 +142,9 @@ def _read_records(path: Path) -> list[list[str]]:
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
     except csv.Error as exc:
-        raise DataError(f"unreadable CSV record: {exc}", path, len(records) + 1) from None
+        raise DataError(f"unreadable CSV record: {shorten(exc, 120)}", path, len(records) + 1) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", path) from None
     if not any(records):
         raise DataError("empty file", path)
     return records
@@ -149,10 +160,10 @@ def _check_header(path: Path, header: list[str], columns: tuple[str, ...], hints
             raise DataError(f"header lacks column {name!r} (found {len(header)} columns, "
                             f"expected {len(columns)})", path, 1, name)
         if header[position] != name:
-            raise DataError(f"header column {position + 1} is {header[position]!r}, expected {name!r}",
+            raise DataError(f"header column {position + 1} is {quoted(header[position])}, expected {name!r}",
                             path, 1, name)
     if len(header) > len(columns):
-        raise DataError(f"unexpected extra header column {header[len(columns)]!r} "
+        raise DataError(f"unexpected extra header column {quoted(header[len(columns)])} "
                         f"(expected {len(columns)} columns)", path, 1, header[len(columns)])
 
 
@@ -195,7 +206,7 @@ def duplicate_problems(table: Table) -> list[DataError]:
         return []
     _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     first_row = table.rows[first[inverse]]
-    return [DataError(f"duplicate image_id {ids[i]!r} (first in row {first_row[i]})",
+    return [DataError(f"duplicate image_id {quoted(ids[i])} (first in row {first_row[i]})",
                       table.path, int(table.rows[i]), "image_id")
             for i in np.flatnonzero(first_row != table.rows)]
 
@@ -205,7 +216,7 @@ def identity_problems(table: Table) -> list[DataError]:
     problems = [DataError("empty image_id", table.path, int(row), "image_id")
                 for image_id, row in zip(table.cells[:, 0], table.rows) if not image_id]
     categories = table.schema.category_names
-    problems += [DataError(f"unknown image_category {category!r}; expected one of {', '.join(categories)}",
+    problems += [DataError(f"unknown image_category {quoted(category)}; expected one of {', '.join(categories)}",
                            table.path, int(row), "image_category")
                  for category, row in zip(table.cells[:, 1], table.rows) if category not in categories]
     return problems + duplicate_problems(table)
@@ -239,7 +250,8 @@ def cell_codes(values: np.ndarray, mask: np.ndarray, visible_only: bool) -> np.n
 def cell_problems(table: Table, codes: np.ndarray, categories: list[str]) -> list[DataError]:
     """One DataError per nonzero ``codes`` cell, located by row and keypoint column."""
     offset = len(TEST_LIST_COLUMNS)
-    return [DataError(_CELL_MESSAGES[codes[n, k]].format(cell=table.cells[n, offset + k], category=categories[n]),
+    return [DataError(_CELL_MESSAGES[codes[n, k]].format(cell=quoted(table.cells[n, offset + k]),
+                                                         category=quoted(categories[n])),
                       table.path, int(table.rows[n]), table.schema.keypoints[k])
             for n, k in zip(*np.nonzero(codes))]
 
@@ -260,6 +272,14 @@ def file_order(problem: DataError, columns: Sequence[str] = ID_COLUMNS) -> tuple
     """Sort key: row (problems without one last), then column position in ``columns``."""
     column = list(columns).index(problem.column) if problem.column in columns else -1
     return (problem.row if problem.row is not None else float("inf"), column)
+
+
+def require_rows(rows: Annotations, path: "str | os.PathLike", purpose: str) -> Annotations:
+    """``rows`` read from ``path``, unless there are none: then a DataError naming the file says
+    there are no rows to ``purpose`` (e.g. "score"), instead of a NaN or an empty result later."""
+    if not len(rows):
+        raise DataError(f"no rows to {purpose}: the file has a header but no data rows", path)
+    return rows
 
 
 def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "absent",
@@ -305,7 +325,7 @@ def read_annotations(path: "str | os.PathLike", on_missing_keypoint: str = "abse
                           f"are -1_-1_-1 and read as absent (not trained on, not scored); first: row "
                           f"{first.row}, column {first.column!r}", stacklevel=2)
     return Annotations(table.cells[keep, 0].tolist(), table.cells[keep, 1].tolist(),
-                       values[keep].astype(np.float32), schema)
+                       values[keep].astype(np.float32), schema, table.rows[keep])
 
 
 def read_image_list(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
@@ -318,9 +338,10 @@ def read_image_list(path: "str | os.PathLike", schema: "KeypointSchema | str | N
     table, problems = read_table(path, TEST_LIST_COLUMNS, schema, {
         schema.columns: "this file has keypoint columns (train.csv layout); read it with read_annotations"})
     raise_first(problems + identity_problems(table))
-    return Annotations(table.image_ids, table.categories, None, schema)
+    return Annotations(table.image_ids, table.categories, None, schema, table.rows)
 
 
 __all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "format_cell", "write_annotations",
            "read_annotations", "read_image_list", "read_table", "identity_problems", "keypoint_values",
-           "cell_codes", "cell_problems", "raise_first", "file_order", "duplicate_problems", "Table"]
+           "cell_codes", "cell_problems", "raise_first", "file_order", "duplicate_problems", "Table",
+           "require_rows"]

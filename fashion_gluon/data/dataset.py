@@ -26,7 +26,7 @@ from mxnet import gluon
 from ..codec import HeatmapCodec
 from ..errors import DataError
 from ..schema import ALL, KeypointSchema
-from .annotations import Annotations, read_annotations, read_image_list
+from .annotations import Annotations, read_annotations, read_image_list, require_rows
 from .coco import read_coco
 from .images import check_images, read_image
 from .transforms import Sample
@@ -90,7 +90,9 @@ def load_split(root: "str | os.PathLike", split: str, category: str = ALL, val_f
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     path, folder = layout_paths(root, split)
     truth = folder / "annotations.csv"
-    annotations = read_split_file(truth if split == "test" and truth.exists() else path, schema)
+    source = truth if split == "test" and truth.exists() else path
+    annotations = require_rows(read_split_file(source, schema), source,
+                               "predict" if split == "test" else "train or validate on")
     annotations.schema.check_category(category)
     if split != "test":
         train_rows, val_rows = split_rows(annotations.categories, val_fraction, split_seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -96,6 +97,32 @@ def _to_rgb(image: np.ndarray, path: "str | os.PathLike") -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def expand_image_paths(specs: "Sequence[str | os.PathLike]") -> list[Path]:
+    """Image files named by ``specs``: files as given, folders' image files (by suffix, sorted,
+    not recursive) and glob patterns (``photos/*.jpg``, ``**`` recursive). A spec that matches
+    nothing is a DataError naming it."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            matches = [path]
+        elif any(c in str(spec) for c in "*?["):
+            anchor = Path(path.anchor) if path.is_absolute() else Path(".")
+            pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(spec)
+            matches = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        else:
+            raise DataError("no such file or folder", path)
+        if not matches:
+            raise DataError("no image files here" if path.is_dir() else "the pattern matches no file", path)
+        found += [m for m in matches if m not in found]
+    return found
+
+
 def image_size(path: "str | os.PathLike") -> tuple[int, int]:
     """``(H, W)`` of the image file ``path``, reading only its header.
 
@@ -133,7 +160,7 @@ def _read_sizes(annotations: "Annotations", split_dir: Path) -> tuple[np.ndarray
         try:
             sizes[index] = image_size(split_dir / annotations.image_ids[index])
         except DataError as exc:
-            errors[index] = DataError(exc.reason, exc.path, index + 2, "image_id")
+            errors[index] = DataError(exc.reason, exc.path, annotations.file_row(index), "image_id")
     return sizes, errors
 
 
@@ -150,7 +177,7 @@ def _first_outside(annotations: "Annotations", sizes: np.ndarray, readable: np.n
         (x, y), (height, width) = kps[index, k, :2], sizes[index]
         errors[index] = DataError(
             f"keypoint ({x:g}, {y:g}) lies outside the image of {height}×{width} (H×W) pixels",
-            split_dir / annotations.image_ids[index], index + 2, annotations.schema.keypoints[k])
+            split_dir / annotations.image_ids[index], annotations.file_row(index), annotations.schema.keypoints[k])
     return bad.any(axis=1), errors
 
 
@@ -160,7 +187,7 @@ def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
 
     Reads only image headers. Every annotated keypoint (v = 0 or 1) must lie
     inside the image, within 0.5 px of rounding. A failure is a DataError naming
-    the image path, the CSV row (``row = index + 2``) and the column
+    the image path, the CSV row (:meth:`Annotations.file_row`) and the column
     (``image_id``, or the keypoint's name). With ``on_error="skip"`` the failing
     rows are dropped and one warning counts them.
 
@@ -185,4 +212,4 @@ def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
     return kept, sizes[kept]
 
 
-__all__ = ["read_image", "decode_image", "image_size", "outside_image", "check_images"]
+__all__ = ["expand_image_paths", "IMAGE_SUFFIXES", "read_image", "decode_image", "image_size", "outside_image", "check_images"]

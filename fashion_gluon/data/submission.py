@@ -14,11 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, FashionGluonError
+from ..errors import DataError, FashionGluonError, problem_list, quoted, raise_problems, shorten
 from ..fileio import atomic_path
 from ..schema import KeypointSchema, load_schema
 from .annotations import (TEST_LIST_COLUMNS, Annotations, Table, cell_codes, cell_problems, duplicate_problems,
-                          file_order, identity_problems, keypoint_values, raise_first, read_image_list, read_table,
+                          file_order, identity_problems, keypoint_values, read_image_list, read_table,
                           write_annotations)
 from .images import image_size, outside_image
 
@@ -51,21 +51,36 @@ def write_submission(path: "str | os.PathLike", image_ids: "list[str]", categori
                                         schema))
 
 
-def read_submission(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
-    """Read a submission into :class:`Annotations` (keypoints float32 (N, K, 3), v = 1).
-
-    Same checks as :func:`read_annotations`, except that every keypoint of
-    the row's category must be ``x_y_1``.
-    """
+def submission_problems(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None
+                        ) -> tuple[Annotations, list[DataError]]:
+    """(the rows of a submission with the right field count, every problem of the file on its
+    own in file order). Rows of an unknown category get NaN keypoints. Raises a DataError for
+    an unreadable or empty file or a wrong header."""
     schema = load_schema(schema)
     table, problems = read_table(path, schema.columns, schema, {
         TEST_LIST_COLUMNS: "this is a test list (image_id,image_category), not a submission"})
     problems += identity_problems(table)
-    raise_first(problems, schema.columns)
-    values = keypoint_values(table)
-    raise_first(cell_problems(table, cell_codes(values, schema.category_mask(table.categories), True),
-                              table.categories), schema.columns)
-    return Annotations(table.image_ids, table.categories, values.astype(np.float32), schema)
+    known = np.array([category in schema.categories for category in table.categories], dtype=bool)
+    checked = Table(table.path, table.cells[known], table.rows[known], schema)
+    values = np.full((len(table.cells), schema.num_keypoints, 3), np.nan)
+    values[known] = keypoint_values(checked)
+    problems += cell_problems(checked, cell_codes(values[known], schema.category_mask(checked.categories), True),
+                              checked.categories)
+    rows = Annotations(table.image_ids, table.categories, values.astype(np.float32), schema, table.rows)
+    return rows, sorted(problems, key=lambda problem: file_order(problem, schema.columns))
+
+
+def read_submission(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """Read a submission into :class:`Annotations` (keypoints float32 (N, K, 3), v = 1).
+
+    Same checks as :func:`read_annotations`, except that every keypoint of
+    the row's category must be ``x_y_1``, and that every problem is reported: one as a
+    DataError located by row and column, several as one
+    :class:`~fashion_gluon.errors.DataProblems` listing them in file order.
+    """
+    rows, problems = submission_problems(path, schema)
+    raise_problems(problems, path)
+    return rows
 
 
 def _matching_problems(table: Table, test: Annotations, test_csv: Path) -> tuple[list[DataError], np.ndarray]:
@@ -73,13 +88,13 @@ def _matching_problems(table: Table, test: Annotations, test_csv: Path) -> tuple
     each submission row's index into ``test`` (-1 for an extra image)."""
     position = {image_id: i for i, image_id in enumerate(test.image_ids)}
     index = np.array([position.get(image_id, -1) for image_id in table.image_ids], dtype=np.int64)
-    problems = [DataError(f"image_id {table.cells[n, 0]!r} is not in {test_csv}", table.path,
+    problems = [DataError(f"image_id {quoted(table.cells[n, 0])} is not in {test_csv}", table.path,
                           int(table.rows[n]), "image_id") for n in np.flatnonzero(index < 0)]
     problems += duplicate_problems(table)
     absent = np.setdiff1d(np.arange(len(test)), index)
-    problems += [DataError(f"image {test.image_ids[i]!r} ({test_csv} row {i + 2}) is missing from the submission",
+    problems += [DataError(f"image {quoted(test.image_ids[i])} ({test_csv} row {i + 2}) is missing from the submission",
                            table.path, None, "image_id") for i in absent]
-    problems += [DataError(f"image_category {table.cells[n, 1]!r} differs from {test.categories[index[n]]!r} "
+    problems += [DataError(f"image_category {quoted(table.cells[n, 1])} differs from {quoted(test.categories[index[n]])} "
                            f"in {test_csv}", table.path, int(table.rows[n]), "image_category")
                  for n in np.flatnonzero(index >= 0) if table.cells[n, 1] != test.categories[index[n]]]
     return problems, index
@@ -156,40 +171,46 @@ def _validate(submission: Path, rows: Annotations, test_csv: "str | os.PathLike 
         return validate_submission(test_list, submission, image_root, rows.schema)
 
 
-def problem_list(title: str, problems: Sequence[str], shown: int = 20) -> str:
-    """``title``, the number of problems and the first ``shown`` of them, one per line."""
-    more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
-    return f"{title}: {len(problems)} problem(s):\n" + "\n".join(problems[:shown]) + more
-
-
 def _shown(ids: Sequence[str], limit: int = 5) -> str:
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+    return ", ".join(shorten(i) for i in ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def match_rows(reference: Annotations, other: Annotations, reference_path, other_path, *,
-               missing_ok: bool = False, extra_ok: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def match_problems(reference: Annotations, other: Annotations, reference_path, other_path, *,
+                   missing_ok: bool = False, extra_ok: bool = True) -> tuple[np.ndarray, np.ndarray, list[DataError]]:
     """(rows of ``reference``, rows of ``other``) holding the same images, in ``reference``'s
-    order. A DataError (naming ``other_path``) for images of ``reference`` that ``other`` lacks
-    (unless ``missing_ok``), images only ``other`` has (unless ``extra_ok``), no shared image at
-    all, or an image whose category differs (with its row)."""
+    order, and the problems of the pairing, each a DataError naming ``other_path``: images of
+    ``reference`` that ``other`` lacks (unless ``missing_ok``) and images only ``other`` has
+    (unless ``extra_ok``), summed up in one problem; no shared image at all; an image whose
+    category differs (located by its spreadsheet row). Rows of ``other`` with an unknown
+    category are left to the reader's problems."""
     position = {image_id: row for row, image_id in enumerate(other.image_ids)}
     lacking = [i for i in reference.image_ids if i not in position]
     extra = [] if extra_ok else sorted(set(other.image_ids) - set(reference.image_ids))
     parts = [f"{len(ids)} image(s) {what} {reference_path}: {_shown(ids)}"
              for ids, what in (([] if missing_ok else lacking, "missing, listed in"), (extra, "not in")) if ids]
-    if parts:
-        raise DataError("; ".join(parts), other_path)
+    problems = [DataError("; ".join(parts), other_path)] if parts else []
     ref_rows = np.array([r for r, i in enumerate(reference.image_ids) if i in position], dtype=np.int64)
-    if not len(ref_rows):
-        raise DataError(f"no image is also in {reference_path}", other_path)
+    if not len(ref_rows) and not problems:
+        problems.append(DataError(f"no image is also in {reference_path}", other_path))
     rows = np.array([position[reference.image_ids[r]] for r in ref_rows], dtype=np.int64)
-    for ref_row, row in zip(ref_rows, rows):
-        if other.categories[row] != reference.categories[ref_row]:
-            raise DataError(f"image {other.image_ids[row]!r} is {other.categories[row]!r} here but "
-                            f"{reference.categories[ref_row]!r} in {reference_path}",
-                            other_path, int(row) + 2, "image_category")
+    problems += [DataError(f"image {quoted(other.image_ids[row])} is {quoted(other.categories[row])} here but "
+                           f"{quoted(reference.categories[ref_row])} in {reference_path}",
+                           other_path, other.file_row(row), "image_category")
+                 for ref_row, row in zip(ref_rows, rows)
+                 if other.categories[row] != reference.categories[ref_row] and other.categories[row] in other.schema.categories]
+    return ref_rows, rows, problems
+
+
+def match_rows(reference: Annotations, other: Annotations, reference_path, other_path, *,
+               missing_ok: bool = False, extra_ok: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``reference``, rows of ``other``) holding the same images, in ``reference``'s
+    order; the first problem of :func:`match_problems` (missing or extra images first) is raised."""
+    ref_rows, rows, problems = match_problems(reference, other, reference_path, other_path,
+                                              missing_ok=missing_ok, extra_ok=extra_ok)
+    if problems:
+        raise problems[0]
     return ref_rows, rows
 
 
-__all__ = ["write_submission", "read_submission", "validate_submission", "save_submission", "problem_list",
-           "match_rows"]
+__all__ = ["write_submission", "read_submission", "submission_problems", "validate_submission",
+           "save_submission", "problem_list", "match_rows", "match_problems"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Mapping, Sequence
 
-from ..errors import FashionGluonError
+from ..errors import FashionGluonError, quoted, shorten
 
 DEFAULT_PORT = 9091
 LOCALHOST = "127.0.0.1"
@@ -71,21 +71,60 @@ class Node:
 # ----------------------------------------------------------------------------- planning
 
 
-def parse_hosts(path: "str | os.PathLike") -> list[str]:
-    """Hosts of a hosts file: one ``[user@]host`` per line; blank lines and ``#`` comments skipped."""
+def host_lines(path: "str | os.PathLike") -> list[tuple[int, str]]:
+    """(1-based line, host) of every host of a hosts file (see :func:`parse_hosts`)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
-    except OSError as error:
-        raise LaunchError(f"cannot read hosts file {path}: {error.strerror or error}") from None
-    hosts = [line.split("#", 1)[0].strip() for line in lines]
-    hosts = [host for host in hosts if host]
-    bad = [host for host in hosts if len(host.split()) > 1]
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or (f"not a text file ({error.reason})"
+                                                      if isinstance(error, UnicodeDecodeError) else error)
+        raise LaunchError(f"cannot read hosts file {path}: {reason}") from None
+    hosts = [(number, line.split("#", 1)[0].strip()) for number, line in enumerate(lines, start=1)]
+    hosts = [(number, host) for number, host in hosts if host]
+    bad = [(number, host) for number, host in hosts if len(host.split()) > 1]
     if bad:
-        raise LaunchError(f"hosts file {path}: one host per line, got {bad[0]!r}")
+        raise LaunchError(f"hosts file {path}, line {bad[0][0]}: one host per line, got {quoted(bad[0][1])}")
     if not hosts:
         raise LaunchError(f"hosts file {path} lists no hosts")
     return hosts
+
+
+def parse_hosts(path: "str | os.PathLike") -> list[str]:
+    """Hosts of a hosts file: one ``[user@]host`` per line; blank lines and ``#`` comments skipped."""
+    return [host for _, host in host_lines(path)]
+
+
+def check_hosts(path: "str | os.PathLike", ssh: str = "ssh", timeout: float = 10.0) -> list[str]:
+    """The hosts of a hosts file once each one resolves and answers ``ssh HOST true`` without a
+    password within ``timeout`` seconds; else a LaunchError naming the file, line and host
+    (before any process starts)."""
+    hosts = host_lines(path)
+    seen: set[str] = set()
+    for number, host in hosts:
+        if host in seen:
+            continue
+        seen.add(host)
+        where, name = f"hosts file {path}, line {number}", host.rsplit("@", 1)[-1]
+        try:
+            socket.getaddrinfo(name, 22)
+        except (socket.gaierror, UnicodeError) as error:
+            raise LaunchError(f"{where}: cannot resolve host {quoted(name)} "
+                              f"({getattr(error, 'strerror', None) or error})") from None
+        argv = [*shlex.split(ssh), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(int(timeout), 1)}", host, "true"]
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    timeout=timeout + 5)
+        except subprocess.TimeoutExpired:
+            raise LaunchError(f"{where}: no answer from {quoted(host)} over ssh within {timeout:g} s") from None
+        except OSError as error:
+            raise LaunchError(f"{where}: cannot run {quoted(ssh)}: {error.strerror or error}") from None
+        if result.returncode != 0:
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            reason = shorten(lines[-1], 120) if lines else f"exit status {result.returncode}"
+            raise LaunchError(f"{where}: cannot reach {quoted(host)} over ssh ({reason}); `ssh {host} true` "
+                              "must work without a password")
+    return [host for _, host in hosts]
 
 
 def plan_nodes(workers: int, servers: int, hosts: "Sequence[str] | None" = None) -> list[Node]:
@@ -330,6 +369,7 @@ def fashion_gluon_command(arguments: Sequence[str], python: str = sys.executable
     return [python, "-m", "fashion_gluon.cli", *arguments]
 
 
-__all__ = ["DEFAULT_PORT", "LaunchError", "Node", "parse_hosts", "plan_nodes", "free_port", "check_port",
+__all__ = ["DEFAULT_PORT", "LaunchError", "Node", "parse_hosts", "host_lines", "check_hosts", "plan_nodes",
+           "free_port", "check_port",
            "local_address_towards", "cluster_env", "ssh_command", "launch", "exit_on_failure",
            "fashion_gluon_command"]

@@ -21,7 +21,7 @@ from ..build import build_codec, build_schema, build_eval_dataset, build_loss, b
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import load_state, run_config, weights_path
+from ..runs import load_run_weights, load_state, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
 from .train import run_epoch
@@ -93,7 +93,6 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     run directory. Returns val NE before, after averaging (old BN statistics) and after BN
     recalibration. Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
-    out = prepare_run_dir(out or run_dir / "swa")
     config, state = run_config(run_dir), load_state(run_dir)
     scfg = config["swa"]
     cycles, cycle_epochs = int(cycles or scfg["cycles"]), int(cycle_epochs or scfg["cycle_epochs"])
@@ -106,8 +105,10 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     sampler, loader = build_loader(train_set, config)
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
     net = build_model(config, category, ctx)
-    net.load_parameters(str(weights_path(run_dir)), ctx=ctx)
-    model, batch = KeypointModel(net, category, build_codec(config), build_schema(config), str(out), config), int(config["train"]["batch_size"])
+    load_run_weights(net, run_dir, ctx)
+    out = prepare_run_dir(out or run_dir / "swa")
+    model = KeypointModel(net, category, build_codec(config), build_schema(config), str(out), config)
+    batch = int(config["train"]["batch_size"])
     before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
     trainer = build_trainer(net, config["train"], swa_schedule(cycles, cycle_epochs * len(loader), lr_max, lr_min))

@@ -1,8 +1,16 @@
 """The training loop: data, model, loss and trainer from a config; checkpoints every
-epoch; exact resume; validation NE; logs, tensorboard events and curves."""
+epoch; exact resume; validation NE; logs, tensorboard events and curves.
+
+Resuming (``fit(..., resume=True)``, ``train --resume RUN``) continues the run with its saved
+configuration; a config passed along may change only :data:`RESUMABLE_KEYS` (how long and at
+which lr it goes on, never the model or the data it sees), e.g. ``train.epochs`` to train a
+finished run longer. The lr schedule is rebuilt from that config (a cosine schedule then
+spans the new ``train.epochs``); the optimizer's other settings and states come from the run.
+"""
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,31 +21,110 @@ from mxnet import autograd, gluon
 from mxnet.contrib import amp
 from tqdm import tqdm
 
-from ..build import build_codec, build_schema, build_eval_dataset, build_loss, build_model, build_train_dataset
-from ..config import load_config
-from ..errors import FashionGluonError
+from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
+from ..config import VALID_KEYS, load_config
+from ..errors import FashionGluonError, FileFormatError, quoted, shorten
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import load_state, run_config
+from ..runs import intact_best, load_parameters, load_state, read_params, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
 from .schedule import BudgetSchedule, training_schedule
 from .trainer import TimeBudget, build_loader, build_trainer, enable_mixed_precision, scale_for_workers
-from .transfer import load_matching
+from .transfer import check_same_model, load_matching
+
+#: Config keys that ``--resume RUN key=value`` may change: how long the run goes on, its lr
+#: schedule, validation and logging intervals, loader workers and the later SWA. Every other
+#: key (the model, input size, data split and augmentation, loss, batch size, optimizer,
+#: precision, seed) must stay as the run was trained.
+RESUMABLE_KEYS: tuple[str, ...] = (
+    "train.epochs", "train.time_budget_s", "train.val_every", "train.log_every", "train.lr",
+    "train.warmup_lr", "train.warmup_steps", "train.lr_schedule", "train.lr_steps", "train.lr_factors",
+    "data.num_workers", "swa.cycles", "swa.cycle_epochs", "swa.lr_max", "swa.lr_min")
 
 
 class TrainingDiverged(FashionGluonError):
     """The loss became NaN or infinite."""
 
 
+class RunComplete(FashionGluonError):
+    """A run asked to resume has already trained all its epochs."""
+
+
+def _config_value(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def check_resume_compatible(saved: dict, config: dict, run_dir) -> None:
-    """Refuse to resume ``run_dir`` with a different model, keypoint count or input size."""
-    for section, key in (("model", "name"), ("model", "kwargs"), ("data", "input_size")):
-        if saved[section][key] != config[section][key]:
+    """Refuse to resume ``run_dir`` with a config that differs from the run's ``saved`` one in
+    a key outside :data:`RESUMABLE_KEYS` (e.g. another model, keypoint count or input size)."""
+    for key in VALID_KEYS:
+        old, new = _config_value(saved, key), _config_value(config, key)
+        if key not in RESUMABLE_KEYS and old != new:
             raise FashionGluonError(
-                f"cannot resume {run_dir}: it was trained with {section}.{key}={saved[section][key]!r}, "
-                f"not {config[section][key]!r}")
+                f"cannot resume {run_dir} with {key}={quoted(new)}: it was trained with {quoted(old)}; on resume "
+                "only train.epochs, train.time_budget_s, train.val_every, train.log_every, the lr schedule "
+                "(train.lr, train.warmup_*, train.lr_*), data.num_workers and swa.* may change")
+
+
+def _cannot_resume(run_dir: Path, problem: str) -> FileFormatError:
+    """``problem`` (a damaged file of ``run_dir``), that the run cannot resume, and its intact
+    best weights as a way on."""
+    best = intact_best(run_dir)
+    hint = (f"; its best weights {best} are intact: start a new run from them with --init-from {run_dir}"
+            if best else "; it has no intact best.params either")
+    return FileFormatError(f"{problem}; {run_dir} cannot resume{hint}")
+
+
+def check_resumable(run_dir: Path, state: dict, config: dict) -> None:
+    """Before anything is built: the run still has epochs to train, and the weights and trainer
+    states to resume from are there and readable."""
+    epochs, done = int(config["train"]["epochs"]), int(state["epoch"])
+    if done >= epochs:
+        best = state.get("best_ne")
+        ne = f", best val NE {best:.3f}" if isinstance(best, (int, float)) else ""
+        raise RunComplete(f"{run_dir} is complete: its last epoch is {done} of train.epochs={epochs}{ne}; to train "
+                          f"longer, raise train.epochs: --resume {run_dir} train.epochs=N with N > {done}")
+    params = run_dir / state["params"]
+    if not params.is_file():
+        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['params'])}, which does not exist")
+    if not isinstance(state.get("states"), str):
+        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names no trainer states (a run written by swa?)")
+    if not (run_dir / state["states"]).is_file():
+        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['states'])}, which does not exist")
+    try:
+        read_params(params)
+    except FileFormatError as error:
+        raise _cannot_resume(run_dir, str(error)) from None
+    path = run_dir / state["states"]
+    try:  # what gluon's Trainer.load_states does first
+        pickle.loads(path.read_bytes())
+    except Exception as error:  # pickle raises many types for a truncated or corrupt file
+        raise _unreadable_states(run_dir, path, error) from None
+
+
+def _unreadable_states(run_dir: Path, path: Path, error: Exception) -> FileFormatError:
+    reason = shorten(f"{type(error).__name__}: {str(error).splitlines()[-1] if str(error) else ''}", 100)
+    return _cannot_resume(run_dir, f"{path}: not a readable trainer-state file ({reason}; truncated or corrupt)")
+
+
+def _resume_weights(net, run_dir: Path, state: dict, ctx) -> None:
+    try:
+        load_parameters(net, run_dir / state["params"], ctx)
+    except FileFormatError as error:
+        raise _cannot_resume(run_dir, str(error)) from None
+
+
+def _resume_states(trainer, run_dir: Path, state: dict) -> None:
+    path = run_dir / state["states"]
+    try:
+        trainer.load_states(str(path))
+    except Exception as error:  # pickle and MXNet raise many types for a truncated or corrupt file
+        raise _unreadable_states(run_dir, path, error) from None
 
 
 def _check_finite(value: float, epoch: int, step: int, run_dir: Path) -> None:
@@ -107,8 +194,11 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
         saved = run_config(run_dir)
         if config is not None:
             check_resume_compatible(saved, config, run_dir)
-        config, category = saved, state["category"]
+        config, category = config or saved, state["category"]
+        check_resumable(run_dir, state, config)
     config = config or load_config()
+    if init_from is not None and state is None:
+        check_same_model(init_from, config)
     kvstore = str(config["train"]["kvstore"])
     if not kvstore.startswith("dist"):
         return _train(data_root, category, prepare_run_dir(run_dir), config, state, init_from, list(ctx),
@@ -143,14 +233,14 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     if init_from is not None and state is None:
         load_matching(net, init_from, category, schema)
     if state is not None:
-        net.load_parameters(str(run_dir / state["params"]), ctx=ctx)
+        _resume_weights(net, run_dir, state, ctx)
     if dist:
         net(mx.nd.zeros((1, 3, *config["data"]["input_size"]), ctx=ctx[0]))  # settle deferred shapes
     loss_fn = build_loss(config)
     scaled = scale_for_workers(tcfg, num_parts)
     budget = None
     if tcfg["time_budget_s"] is not None:
-        spent = state.get("train_seconds", 0.0) if state is not None else 0.0
+        spent = (state.get("train_seconds") or 0.0) if state is not None else 0.0
         budget = TimeBudget(float(tcfg["time_budget_s"]), spent, dist)
     schedule = training_schedule(scaled, len(loader)) if budget is None else BudgetSchedule(scaled, budget)
     trainer = build_trainer(net, tcfg, schedule, kvstore)
@@ -159,7 +249,8 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
 
     first_epoch, best = 0, None
     if state is not None:
-        trainer.load_states(str(run_dir / state["states"]))
+        _resume_states(trainer, run_dir, state)
+        trainer._optimizer.lr_scheduler = schedule  # the saved optimizer brings the schedule of the old train.epochs
         first_epoch, best = state["epoch"], state.get("best_ne")
     model = KeypointModel(net, category, build_codec(config), schema, str(run_dir), config)
     logger = RunLogger(run_dir) if is_writer else None

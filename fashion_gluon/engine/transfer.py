@@ -7,18 +7,40 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from ..errors import FashionGluonError
+from ..errors import FashionGluonError, quoted
+from ..runs import BEST_PARAMS, CorruptWeights, intact_last, is_run, read_params, run_config, weights_path
 from ..schema import KeypointSchema
-from ..runs import weights_path
 
 
 def _source_params(source: "str | os.PathLike") -> dict[str, mx.nd.NDArray]:
     """Weights of a run directory (best, else last) or of a .params file, by structural name."""
     source = Path(source)
+    if source.is_dir() and not is_run(source):
+        raise FashionGluonError(f"--init-from {source}: not a training run directory (no last.json) "
+                                "nor a .params file")
     path = weights_path(source) if source.is_dir() else source
     if not path.exists():
         raise FashionGluonError(f"no weights at {path}")
-    return mx.nd.load(str(path))
+    try:
+        return read_params(path)
+    except CorruptWeights as error:
+        other = intact_last(source) if source.is_dir() and path.name == BEST_PARAMS else None
+        hint = f"; the run's last-epoch weights {other} are intact: pass that file to --init-from" if other else ""
+        raise CorruptWeights(f"{error}{hint}") from None
+
+
+def check_same_model(source: "str | os.PathLike", config: dict) -> None:
+    """Refuse to initialize a model of ``config`` from a run trained with another model
+    (``model.name`` or ``model.kwargs``); another input size is fine (the networks are
+    fully convolutional, so the weights fit any size)."""
+    if not is_run(source):
+        return
+    theirs = run_config(source)["model"]
+    for key in ("name", "kwargs"):
+        if theirs[key] != config["model"][key]:
+            raise FashionGluonError(f"--init-from {source}: it was trained with model.{key}={quoted(theirs[key])}, "
+                                    f"this run has model.{key}={quoted(config['model'][key])}; initialize from a "
+                                    "run of the same model")
 
 
 def _select_channels(value: np.ndarray, target_shape: tuple, channels: list[int], name: str,

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.annotations import Annotations
+from ..data.annotations import Annotations, require_rows
 from ..data.submission import match_rows, read_submission, write_submission
 from ..errors import FashionGluonError
 
@@ -34,10 +34,10 @@ def ensemble_submissions(paths: Sequence["str | os.PathLike"],
     if not paths:
         raise FashionGluonError("ensemble needs at least one submission")
     w = normalized_weights(weights, len(paths))
-    reference = read_submission(paths[0])
+    reference = require_rows(read_submission(paths[0]), paths[0], "ensemble")
     total = np.zeros((len(reference), reference.keypoints.shape[1], 2))
     for path, weight in zip(paths, w):
-        other = reference if path is paths[0] else read_submission(path)
+        other = reference if path is paths[0] else require_rows(read_submission(path), path, "ensemble")
         total += weight * other.keypoints[match_rows(reference, other, paths[0], path, extra_ok=False)[1], :, :2]
     absent = reference.keypoints[..., 2] < 0
     total[absent] = -1.0

@@ -12,7 +12,7 @@ from ..cpu import cpu_has_bf16
 from ..data.dataset import FashionAIDataset
 from ..errors import DataError
 from ..metrics import normalized_error
-from ..runs import load_state
+from ..runs import run_data_root
 from .load import load_model
 from .model import KeypointModel
 from .predictor import Predictor
@@ -44,7 +44,7 @@ def evaluate_run(run_dir: "str | os.PathLike", data_root: "str | os.PathLike | N
     """NE (keys ``ne``, ``per_category``, ``per_keypoint``, ``count``, ...) of the run's best
     weights on ``split`` of ``data_root`` (default: the data the run was trained on)."""
     model = KeypointModel.from_run(run_dir, list(ctx))
-    return evaluate_model(model, data_root or load_state(run_dir)["data_root"], split, list(ctx), batch_size, flip)
+    return evaluate_model(model, data_root or run_data_root(run_dir), split, list(ctx), batch_size, flip)
 
 
 def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike",
@@ -52,7 +52,7 @@ def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike"
                      batch_size: int = 8) -> dict:
     """Validation NE (percent) of a run's fp32 inference, bf16 (where the CPU runs it) and its
     INT8 export, and the NE points INT8 loses against fp32."""
-    data_root = data_root or load_state(run_dir)["data_root"]
+    data_root = data_root or run_data_root(run_dir)
     models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir)}
     if cpu_has_bf16():
         models["bf16"] = load_model(run_dir, precision="bf16")

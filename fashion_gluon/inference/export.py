@@ -33,12 +33,16 @@ from mxnet import gluon
 
 from ..build import build_schema, load_run
 from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
-from ..runs import CONFIG, SCHEMA
+from ..runs import CONFIG, SCHEMA, kept_schema
 from ..config import save_config
-from ..errors import FashionGluonError
-from ..fileio import atomic_path, write_json
+from ..errors import FashionGluonError, quoted, shorten
+from ..fileio import atomic_path, read_json_object, write_json
+from ..runs import read_params
+from ..schema import ALL
 
 FORMATS = ("symbol", "onnx")
+#: Formats an export.json may name (``int8`` is written by :mod:`.quantize`).
+META_FORMATS = ("symbol", "onnx", "int8")
 META = "export.json"
 PREFIX = "model"
 INPUT_NAME = "data"
@@ -76,10 +80,30 @@ def export_symbol(net: gluon.HybridBlock, input_size: tuple[int, int], prefix: "
 
 
 def load_symbol(prefix: "str | os.PathLike", ctx: mx.Context = mx.cpu()) -> gluon.SymbolBlock:
-    """The hybridized SymbolBlock of ``PREFIX-symbol.json`` + ``PREFIX-0000.params``."""
+    """The hybridized SymbolBlock of ``PREFIX-symbol.json`` + ``PREFIX-0000.params`` (what
+    ``SymbolBlock.imports`` does); a missing, unreadable or mismatched file is an ExportError
+    naming it."""
     prefix = Path(prefix)
-    net = gluon.SymbolBlock.imports(str(prefix.parent / f"{prefix.name}-symbol.json"), [INPUT_NAME],
-                                    str(prefix.parent / f"{prefix.name}-0000.params"), ctx=ctx)
+    symbol_file, params_file = (prefix.parent / f"{prefix.name}-symbol.json",
+                                prefix.parent / f"{prefix.name}-0000.params")
+    for path in (symbol_file, params_file):
+        if not path.is_file():
+            raise ExportError(f"{path}: no such file; the exported model is incomplete")
+    try:
+        symbol = mx.sym.load(str(symbol_file))
+        net = gluon.SymbolBlock(symbol, [mx.sym.var(INPUT_NAME)])
+    except (mx.base.MXNetError, ValueError, KeyError, TypeError) as error:
+        reason = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        raise ExportError(f"{symbol_file}: not a readable MXNet symbol file ({shorten(reason[-1].strip(), 100)}; "
+                          "truncated, corrupt or edited)") from None
+    loaded = read_params(params_file)  # a FileFormatError names an unreadable file
+    try:  # as SymbolBlock.imports: parameters keep the saved dtypes (int8 models)
+        net.collect_params().load_dict(loaded, ctx, filename=str(params_file), cast_dtype=True,
+                                       dtype_source="saved")
+    except (AssertionError, ValueError, KeyError) as error:
+        raise ExportError(f"{params_file}: the weights do not fit {symbol_file.name} "
+                          f"({shorten(str(error).splitlines()[0] if str(error) else type(error).__name__, 120)})"
+                          ) from None
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 
@@ -156,7 +180,13 @@ class OnnxNet:
 
     def __init__(self, path: "str | os.PathLike", stride: int):
         import onnxruntime  # deferred: optional dependency (the export extra)
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        if not Path(path).is_file():
+            raise ExportError(f"{path}: no such file; the exported model is incomplete")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            reason = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+            raise ExportError(f"{path}: not a readable ONNX model ({shorten(reason[0].strip(), 120)})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.stride = int(stride)
 
@@ -223,6 +253,30 @@ def is_export(path: "str | os.PathLike") -> bool:
     return (Path(path) / META).is_file()
 
 
-__all__ = ["FORMATS", "META", "PREFIX", "ExportError", "export_symbol", "load_symbol", "onnx_problems",
-           "strip_initializer_inputs", "export_onnx", "OnnxNet", "export_run", "is_export", "cpu_only",
-           "forward_once", "finish_export"]
+def read_export_meta(path: "str | os.PathLike") -> dict:
+    """The checked export.json of an export directory: a known ``format``, a ``category``, an
+    integer ``net_stride`` and the ``files`` it lists, which must exist."""
+    path = Path(path)
+    meta_path = path / META
+    meta = read_json_object(meta_path)
+    for key, kind in (("format", str), ("category", str), ("net_stride", int), ("files", list)):
+        if key not in meta:
+            raise ExportError(f"{meta_path}: lacks the key {key!r}; the exported model is damaged")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise ExportError(f"{meta_path}: {key} must be a {kind.__name__}, got {quoted(meta[key])}")
+    if meta["format"] not in META_FORMATS:
+        raise ExportError(f"{meta_path}: unknown format {quoted(meta['format'])}; expected one of "
+                          f"{', '.join(META_FORMATS)}")
+    if meta["category"] not in (*kept_schema(path).category_names, ALL):
+        raise ExportError(f"{meta_path}: unknown category {quoted(meta['category'])}")
+    if not meta["files"] or not all(isinstance(name, str) for name in meta["files"]):
+        raise ExportError(f"{meta_path}: files must list the model's file names, got {quoted(meta['files'])}")
+    for name in meta["files"]:
+        if not (path / name).is_file():
+            raise ExportError(f"{meta_path} lists {quoted(name)}, which is not in {path}")
+    return meta
+
+
+__all__ = ["FORMATS", "META", "META_FORMATS", "PREFIX", "ExportError", "export_symbol", "load_symbol",
+           "onnx_problems", "strip_initializer_inputs", "export_onnx", "OnnxNet", "export_run", "is_export",
+           "read_export_meta", "cpu_only", "forward_once", "finish_export"]

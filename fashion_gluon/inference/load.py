@@ -9,9 +9,8 @@ from typing import Sequence
 import mxnet as mx
 
 from ..build import build_codec, build_schema
-from ..fileio import read_json
 from ..runs import LAST, run_config
-from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol
+from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol, read_export_meta
 from .model import KeypointModel
 from .quantize import to_bf16
 
@@ -42,7 +41,7 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
             raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
         model, fmt = KeypointModel.from_run(path, ctx), "run"
     else:
-        meta = read_json(path / META)
+        meta = read_export_meta(path)
         config, fmt = run_config(path), meta["format"]
         model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config), build_schema(config),
                               str(path), config)

@@ -40,7 +40,7 @@ from ..data.annotations import Annotations
 from ..data.dataset import load_split
 from ..data.images import read_image
 from ..data.transforms import Sample, crop, inverse_transform_points, resize, test_transform
-from ..errors import FashionGluonError
+from ..errors import DataError, FashionGluonError
 from ..schema import ALL, KeypointSchema
 from .load import load_model
 from .model import KeypointModel
@@ -244,6 +244,27 @@ class Predictor:
         rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0),
                                   self.schema)
         return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
+
+    def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None
+                      ) -> tuple[Annotations, np.ndarray, list[str]]:
+        """(rows of the readable images (``image_id`` = the path as given), their keypoints (N, K, 2),
+        one line per image that could not be read): a bad file is reported, the others predicted.
+        ``category`` (one for all the images) defaults to :meth:`default_category`."""
+        category = category or self.default_category()
+        if category == ALL:
+            raise FashionGluonError("these checkpoints predict every category: say which one the images show "
+                                    f"(--category {'|'.join(self.schema.category_names)})")
+        self.check_routing([category])
+        good, skipped = [], []
+        for path in paths:
+            try:
+                load_image(path)
+            except DataError as error:
+                skipped.append(str(error))
+            else:
+                good.append(str(path))
+        rows = Annotations(good, [category] * len(good), None, self.schema)
+        return rows, (self.predict(good, category) if good else np.zeros((0, self.schema.num_keypoints, 2))), skipped
 
     def heatmaps(self, image: ImageInput, category: "str | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """(averaged heatmaps (K, h, w) of ``category``'s keypoints, the RGB input frame

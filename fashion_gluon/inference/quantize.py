@@ -22,6 +22,7 @@ from mxnet.contrib import amp, quantization
 
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..build import build_eval_dataset, load_run
+from ..runs import run_data_root
 from .export import PREFIX, ExportError, export_symbol, finish_export, forward_once
 
 def calibration_loader(dataset, num_images: int, batch_size: int = 8) -> gluon.data.DataLoader:
@@ -94,7 +95,7 @@ def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", cal
         raise ExportError(f"quantize needs calibration images: pass --calib-images N with N ≥ 1 "
                           f"(got {calib_images})")
     net, config, state = load_run(run_dir)
-    dataset = build_eval_dataset(config, data_root or state["data_root"], state["category"], "train")
+    dataset = build_eval_dataset(config, data_root or run_data_root(run_dir), state["category"], "train")
     tic = time.perf_counter()
     qnet = quantize(net, calibration_loader(dataset, calib_images, batch_size), calib_mode)
     seconds = time.perf_counter() - tic
