@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import mxnet as mx
 
@@ -74,14 +74,14 @@ def kept_schema(folder: "str | os.PathLike") -> KeypointSchema:
     return load_schema(kept if kept.is_file() else None)
 
 
-def run_config(run_dir: "str | os.PathLike") -> dict:
-    """The resolved configuration a run (or an export) was trained with; its keypoint schema is
-    the copy kept beside it (``schema.yaml``), wherever the original schema file went."""
+def run_config(run_dir: "str | os.PathLike", overrides: Sequence[str] = ()) -> dict:
+    """The resolved configuration a run (or an export) was trained with (then ``overrides``); its
+    keypoint schema is the copy kept beside it (``schema.yaml``), wherever the original file went."""
     run_dir = Path(run_dir)
     path, kept = run_dir / CONFIG, run_dir / SCHEMA
     if not path.is_file():
         raise FileFormatError(f"{path}: no such file; the run directory is damaged")
-    return load_config(path, [f"data.schema={kept}"] if kept.is_file() else [])
+    return load_config(path, ([f"data.schema={kept}"] if kept.is_file() else []) + list(overrides))
 
 
 def run_data_root(run_dir: "str | os.PathLike") -> str:

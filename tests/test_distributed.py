@@ -274,7 +274,7 @@ def test_launch_train_end_to_end_only_worker_zero_writes(tmp_path):
     assert json.loads((run / "last.json").read_text())["epoch"] == 2
     assert sorted(p.name for p in run.iterdir()) == ["best.json", "best.params", "config.yaml", "curves.png",
                                                      "epoch-0002.params", "epoch-0002.states", "last.json",
-                                                     "log.jsonl", "tb"]
+                                                     "log.jsonl", "schema.yaml", "tb"]
 
 
 def test_fashion_gluon_command():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ..config import load_config, parse_override
 from ..data.synthetic import generate_dataset
@@ -16,7 +15,7 @@ from ..metrics import evaluate_csv
 from ..models import check_input_size
 from ..models.pretrained import backbone_weight_status
 from ..schema import load_schema
-from ..runs import CONFIG, is_run
+from ..runs import is_run, run_config
 from ..tools.bench import format_result as format_bench
 from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
@@ -25,11 +24,11 @@ from ..tools.summary import format_summary, summarize
 from .common import data_root_of, parse_ctx, parse_size, print_result
 
 
-def run_config_path(run_dir: str) -> str:
-    """The config.yaml of a run to resume (a clear error if ``run_dir`` is no run)."""
+def resume_config(run_dir: str, overrides: "list[str]") -> dict:
+    """The config of a run to resume with ``overrides`` applied (a clear error if ``run_dir`` is no run)."""
     if not is_run(run_dir):
         raise FashionGluonError(f"{run_dir} holds no checkpoint (no last.json); nothing to resume")
-    return str(Path(run_dir) / CONFIG)
+    return run_config(run_dir, overrides)
 
 
 def cmd_synth(args) -> None:
@@ -58,7 +57,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_train(args) -> None:
     if args.resume and not args.config:  # overrides apply to the run's own configuration
-        config = load_config(run_config_path(args.resume), args.overrides) if args.overrides else None
+        config = resume_config(args.resume, args.overrides) if args.overrides else None
     else:
         config = load_config(args.config, args.overrides)
     out = args.resume or args.out
