@@ -11,7 +11,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -e '.[cpu,dev,export]'
+	$(BIN)/python -m pip install -e '.[cpu,dev,export,openvino]'
 	touch $(STAMP)
 
 install: $(STAMP)

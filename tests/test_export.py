@@ -206,10 +206,28 @@ def test_exports_of_a_run_predict_like_the_run(tiny_run, tiny_data, tmp_path):
         np.testing.assert_allclose(predicted, reference, atol=1e-3, err_msg=fmt)
     with pytest.raises(ExportError, match="unknown export format 'tflite'; expected one of symbol, onnx"):
         export_run(tiny_run, tmp_path / "x", "tflite")
-    with pytest.raises(ExportError, match="bf16 applies to fp32 MXNet models; .* is a onnx export"):
+    with pytest.raises(ExportError, match="onnxruntime runs this export in fp32; precision bf16 needs --runtime openvino"):
         load_model(tmp_path / "onnx", precision="bf16")
     with pytest.raises(ExportError, match="unknown precision 'fp16'"):
         load_model(tiny_run, precision="fp16")
+    with pytest.raises(ExportError, match="--runtime openvino runs ONNX exports, .* is a training run"):
+        load_model(tiny_run, runtime="openvino")
+    with pytest.raises(ExportError, match="--runtime onnxruntime runs ONNX exports; .* is a symbol export"):
+        load_model(tmp_path / "symbol", runtime="onnxruntime")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_each_runtime_predicts_the_keypoints_of_mxnet(tiny_run, tiny_data, tmp_path, runtime):
+    """The same Predictor path (resize, flip, scales, decoding) with only the forward changed: fp32
+    runtimes agree with MXNet to a hundredth of a pixel."""
+    pytest.importorskip(runtime)
+    images = [str(p) for p in sorted((tiny_data / "test" / "Images").rglob("*.jpg"))[:4]]
+    reference = Predictor([load_model(tiny_run)], flip=True, scales=(1.0, 1.5)).predict(images, "all")
+    export_run(tiny_run, tmp_path / "onnx", "onnx")
+    model = load_model(tmp_path / "onnx", runtime=runtime)
+    assert model.net.runtime == runtime
+    predicted = Predictor([model], flip=True, scales=(1.0, 1.5)).predict(images, "all")  # dynamic input sizes
+    np.testing.assert_allclose(predicted, reference, atol=1e-2)
 
 
 def test_quantize_cli_writes_a_model_predict_accepts(tiny_run, tiny_data, tmp_path, capsys):

@@ -22,7 +22,7 @@ from .common import data_root_of, parse_ctx, parse_scales
 def cmd_predict(args) -> None:
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
-                          precision=args.precision)
+                          precision=args.precision, runtime=args.runtime)
     if args.images:
         return _predict_images(args, predictor)
     data_root = data_root_of(args.data_root, args.checkpoint[0])
@@ -101,8 +101,11 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                   help="bf16: run fp32 MXNet models in bfloat16 (CPU); INT8 models come from `quantize`")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="bf16: run fp32 models in bfloat16 (CPUs with AVX512-BF16/AMX); int8: --runtime openvino "
+                        "on a QDQ ONNX file; MXNet INT8 models come from `quantize`")
+    p.add_argument("--runtime", default="mxnet", choices=("mxnet", "onnxruntime", "openvino"),
+                   help="what runs ONNX exports (`export --format onnx`); everything around the network is the same")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     p.set_defaults(func=cmd_predict)
 

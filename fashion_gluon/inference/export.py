@@ -34,6 +34,7 @@ from mxnet import gluon
 from ..build import build_schema, load_run
 from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
 from ..runs import CONFIG, SCHEMA, kept_schema
+from .runtimes import OnnxRuntimeNet, OpenVINONet
 from ..config import save_config
 from ..errors import FashionGluonError, quoted, shorten
 from ..fileio import atomic_path, read_json_object, write_json
@@ -41,6 +42,7 @@ from ..runs import read_params
 from ..schema import ALL
 
 FORMATS = ("symbol", "onnx")
+ONNX_RUNTIMES = ("onnxruntime", "openvino")
 #: Formats an export.json may name (``int8`` is written by :mod:`.quantize`).
 META_FORMATS = ("symbol", "onnx", "int8")
 META = "export.json"
@@ -175,24 +177,22 @@ def export_onnx(net: gluon.HybridBlock, input_size: tuple[int, int], path: "str 
 
 
 class OnnxNet:
-    """An ONNX file run by onnxruntime, called like a network: NDArray batch in, list of
-    NDArray heatmaps out. ``stride``: input sides must be multiples of it."""
+    """An ONNX file run by ONNX Runtime or OpenVINO (:mod:`.runtimes`), called like a network:
+    NDArray batch in, list of NDArray heatmaps out. ``stride``: input sides must be multiples of
+    it; ``precision`` (OpenVINO): fp32, bf16 (where the CPU has it) or int8 (a QDQ file)."""
 
-    def __init__(self, path: "str | os.PathLike", stride: int):
-        import onnxruntime  # deferred: optional dependency (the export extra)
-        if not Path(path).is_file():
-            raise ExportError(f"{path}: no such file; the exported model is incomplete")
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
-            reason = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-            raise ExportError(f"{path}: not a readable ONNX model ({shorten(reason[0].strip(), 120)})") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self.stride = int(stride)
+    def __init__(self, path: "str | os.PathLike", stride: int, runtime: str = "onnxruntime",
+                 precision: str = "fp32"):
+        if runtime not in ONNX_RUNTIMES:
+            raise ExportError(f"unknown runtime {runtime!r} for an ONNX model; expected one of {', '.join(ONNX_RUNTIMES)}")
+        if runtime == "onnxruntime" and precision != "fp32":
+            raise ExportError(f"onnxruntime runs this export in fp32; precision {precision} needs --runtime openvino")
+        self.runner = OnnxRuntimeNet(path) if runtime == "onnxruntime" else OpenVINONet(path, precision)
+        self.stride, self.runtime = int(stride), runtime
 
     def run(self, data: np.ndarray) -> list[np.ndarray]:
         """The model's outputs for a float32 batch (N, 3, H, W)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(data, dtype=np.float32)})
+        return self.runner.run(np.ascontiguousarray(data, dtype=np.float32))
 
     def __call__(self, data: mx.nd.NDArray) -> list[mx.nd.NDArray]:
         return [mx.nd.array(output, ctx=data.context) for output in self.run(data.asnumpy())]

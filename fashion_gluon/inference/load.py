@@ -10,18 +10,24 @@ import mxnet as mx
 
 from ..build import build_codec, build_schema
 from ..runs import LAST, run_config
-from .export import META, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol, read_export_meta
+from .export import (META, ONNX_RUNTIMES, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol,
+                     read_export_meta)
 from .model import KeypointModel
 from .quantize import to_bf16
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # MXNet's; OpenVINO also runs int8 (a QDQ file)
+RUNTIMES = ("mxnet",) + ONNX_RUNTIMES
 
 
-def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context]):
-    """The network of an export directory: a SymbolBlock (symbol, int8) or an OnnxNet."""
+def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context], runtime: str, precision: str):
+    """The network of an export directory: a SymbolBlock (symbol, int8) or an OnnxNet run by ``runtime``."""
+    if runtime != "mxnet" and meta["format"] != "onnx":
+        raise ExportError(f"--runtime {runtime} runs ONNX exports; {path} is a {meta['format']} export "
+                          f"(make one with: fashion-gluon export --format onnx)")
     if meta["format"] == "onnx":
         cpu_only(ctx, "an ONNX model")
-        return OnnxNet(path / meta["files"][0], meta["net_stride"])
+        return OnnxNet(path / meta["files"][0], meta["net_stride"], "onnxruntime" if runtime == "mxnet" else runtime,
+                       precision)
     if meta["format"] == "int8":
         cpu_only(ctx, "an INT8 model")
     net = load_symbol(path / PREFIX, ctx[0])
@@ -30,22 +36,30 @@ def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context]):
 
 
 def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),),
-               precision: str = "fp32") -> KeypointModel:
+               precision: str = "fp32", runtime: str = "mxnet") -> KeypointModel:
     """A KeypointModel of an export directory (any format) or a training run directory;
-    ``precision="bf16"`` converts an fp32 MXNet model with ``mx.contrib.amp`` (CPU)."""
+    ``precision="bf16"`` converts an fp32 MXNet model with ``mx.contrib.amp`` (CPU).
+    ``runtime`` onnxruntime or openvino runs an ONNX export (OpenVINO also in bf16, or INT8
+    for a QDQ-quantized file); the rest of prediction is the same."""
     path, ctx = Path(path), list(ctx)
-    if precision not in PRECISIONS:
+    if runtime not in RUNTIMES:
+        raise ExportError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    if runtime == "mxnet" and precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if not is_export(path):
         if not (path / LAST).is_file():
             raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
+        if runtime != "mxnet":
+            raise ExportError(f"--runtime {runtime} runs ONNX exports, {path} is a training run "
+                              f"(make one with: fashion-gluon export --checkpoint {path} --format onnx --out DIR)")
         model, fmt = KeypointModel.from_run(path, ctx), "run"
     else:
         meta = read_export_meta(path)
         config, fmt = run_config(path), meta["format"]
-        model = KeypointModel(_load_exported_net(path, meta, ctx), meta["category"], build_codec(config), build_schema(config),
+        net = _load_exported_net(path, meta, ctx, runtime, precision)
+        model = KeypointModel(net, meta["category"], build_codec(config), build_schema(config),
                               str(path), config)
-    if precision == "bf16":
+    if precision == "bf16" and runtime == "mxnet":
         if fmt not in ("run", "symbol"):
             raise ExportError(f"bf16 applies to fp32 MXNet models; {path} is a {fmt} export")
         cpu_only(ctx, "bf16 inference")
@@ -53,4 +67,4 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     return model
 
 
-__all__ = ["PRECISIONS", "load_model"]
+__all__ = ["PRECISIONS", "RUNTIMES", "load_model"]

@@ -160,11 +160,11 @@ class Predictor:
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
-                 num_workers: int = 0, progress: bool = False, precision: str = "fp32"):
+                 num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "mxnet"):
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
-        self.models = [c if isinstance(c, KeypointModel) else load_model(c, self.ctx, precision)
+        self.models = [c if isinstance(c, KeypointModel) else load_model(c, self.ctx, precision, runtime)
                        for c in checkpoints]
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:

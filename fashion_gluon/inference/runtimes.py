@@ -1,0 +1,339 @@
+"""Run an exported ONNX model (:func:`fashion_gluon.export.export_onnx`) with onnxruntime or
+OpenVINO, and quantize it to INT8 (static, QDQ) with onnxruntime's quantization tool.
+
+Every runner has one interface: ``run(batch)`` takes a float32 numpy batch (N, 3, H, W) and
+returns the list of the model's outputs as numpy arrays (for a CPN the GlobalNet maps, then
+the final heatmaps last). Batch size and image size may change from call to call.
+
+onnxruntime and OpenVINO are optional packages, imported only when a runner is built; a
+missing one raises :class:`RuntimeMissingError` naming the extra to install.
+
+Findings: CPN-ResNet-50, K = 24, 256², 2 threads, on a 2-core AMD EPYC (Zen 3: AVX2 + FMA, no
+AVX-512, no VNNI, no bf16) shared with other jobs, so every figure is the best of 3-4
+interleaved rounds (each a median of 5 calls after 2 warm-ups) and ratios are ±30 %:
+
+* batch 8, img/s: MXNet fp32 4.2, MXNet INT8 7.5, onnxruntime fp32 4.2, onnxruntime INT8
+  (QDQ) 4.9-5.0, OpenVINO f32 5.9-6.0, OpenVINO INT8 (same QDQ file) 11.8-12.5, or 8.7 with
+  :func:`fp32_nodes` kept in fp32. Batch 1, ms: MXNet fp32 309, MXNet INT8 106, onnxruntime
+  fp32 195, OpenVINO f32 182, OpenVINO INT8 82 (92 with the fp32 nodes).
+* OpenVINO ``throughput`` (2 streams × 1 thread, batch split in two) and ``latency`` (1 × 2)
+  were equally fast at batch 8 on a quiet machine (5.95 vs 5.86 img/s); under contention
+  streams were up to 2× faster in one run and slower in another. Batch 1 on one stream of a
+  throughput model took 347 ms against 182 ms as one 2-thread request, hence the fallback.
+  One dynamic-shape compiled model was never faster than per-shape static ones.
+* bf16: without bf16 instructions MXNet's converted model fails ("could not create a
+  primitive descriptor iterator", oneDNN 2.4) and OpenVINO silently runs f32.
+* Accuracy against MXNet fp32 (Xavier weights, BatchNorm statistics of real images, 8
+  synthetic validation images): fp32 runtimes ≤ 2.3e-6 of max |heatmap|. QDQ INT8 of every
+  layer: mean |Δ| 18-28 % of mean |heatmap|, argmax equal for 25-42 % of keypoints (MXNet
+  INT8: 8-12 %, 61 %); with :func:`fp32_nodes` in fp32 (the stem conv alone does most of it):
+  3.5-5.4 %, 76-87 % argmax equal, in onnxruntime and OpenVINO alike.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import FashionGluonError
+from ..fileio import atomic_path
+
+RUNTIMES = ("mxnet", "onnxruntime", "openvino")
+#: The setup.cfg extra that installs each runtime.
+EXTRAS = {"mxnet": "cpu", "onnxruntime": "export", "openvino": "openvino"}
+PRECISIONS = ("fp32", "bf16", "int8")
+HINTS = ("throughput", "latency")
+#: OpenVINO's names of the inference precisions.
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the QDQ parts are INT8, the rest f32
+_QUANTIZE_OPS = {"FakeQuantize", "QuantizeLinear", "DequantizeLinear"}  # OpenVINO reads QDQ pairs as FakeQuantize
+
+
+class RuntimeMissingError(FashionGluonError, ImportError):
+    """An optional inference runtime is not installed."""
+
+
+class ModelFileError(FashionGluonError, ValueError):
+    """A model file is missing, unreadable or not what the caller asked for."""
+
+
+def _import_runtime(name: str, module: "str | None" = None):
+    """``import module`` (default ``name``), or a RuntimeMissingError naming the extra."""
+    try:
+        return importlib.import_module(module or name)
+    except ImportError as error:
+        raise RuntimeMissingError(f"{name} is not installed ({error}); install it with "
+                                  f"pip install -e .[{EXTRAS[name]}]") from None
+
+
+def available_runtimes() -> list[str]:
+    """The runtimes of :data:`RUNTIMES` that import here."""
+    found = []
+    for name in RUNTIMES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _model_file(path: "str | os.PathLike") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such ONNX model file")
+    return path
+
+
+def _batch(batch: np.ndarray) -> np.ndarray:
+    if getattr(batch, "ndim", 0) != 4 or batch.shape[1] != 3:
+        raise ValueError(f"expected a batch of shape (N, 3, H, W), got {getattr(batch, 'shape', type(batch))}")
+    return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- onnxruntime
+
+
+class OnnxRuntimeNet:
+    """An ONNX file run by onnxruntime on the CPU with all graph optimizations; ``threads``:
+    intra-op threads (default: onnxruntime's, one per physical core)."""
+
+    def __init__(self, onnx_path: "str | os.PathLike", threads: "int | None" = None):
+        ort = _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
+        self.path = _model_file(onnx_path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
+            raise ModelFileError(f"{self.path}: onnxruntime cannot load it: {_first_line(error)}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the model for a float32 batch (N, 3, H, W)."""
+        return self.session.run(None, {self.input_name: _batch(batch)})
+
+
+# ----------------------------------------------------------------------------- OpenVINO
+
+
+class OpenVINONet:
+    """An ONNX file run by OpenVINO on the CPU.
+
+    ``precision``: ``fp32``; ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``; a CPU without
+    bf16 instructions runs f32 instead, see :attr:`inference_precision`); ``int8`` for a model
+    already quantized to QDQ form (:func:`quantize_onnx`), which OpenVINO runs in INT8.
+    ``threads``: CPU threads (default: all cores). ``hint``: ``throughput`` splits each batch
+    into ``streams`` near-equal chunks (default one per thread) run in parallel streams of
+    ``threads / streams`` threads (a batch smaller than ``streams`` runs as one request on all
+    threads); ``latency`` runs every batch as one request on all threads. Each new input shape
+    is reshaped and compiled once and kept (the last ``max_shapes``): a static shape is as fast
+    as or faster than one dynamic-shape compiled model (measured), and compiling CPN-ResNet-50
+    takes 2-6 s.
+    """
+
+    def __init__(self, onnx_path: "str | os.PathLike", precision: str = "fp32", threads: "int | None" = None,
+                 hint: str = "throughput", streams: "int | None" = None, max_shapes: int = 8):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if hint not in HINTS:
+            raise ValueError(f"hint must be one of {', '.join(HINTS)}, got {hint!r}")
+        self._ov = _import_runtime("openvino")  # deferred: openvino is an optional package
+        self.path = _model_file(onnx_path)
+        self.core = self._ov.Core()
+        try:
+            self.model = self.core.read_model(str(self.path))
+        except Exception as error:  # openvino raises RuntimeError subclasses with multi-line text
+            raise ModelFileError(f"{self.path}: OpenVINO cannot read it: {_first_line(error)}") from None
+        quantized = any(op.get_type_name() in _QUANTIZE_OPS for op in self.model.get_ops())
+        if precision == "int8" and not quantized:
+            raise ModelFileError(f"{self.path}: precision int8 needs a QDQ-quantized model (quantize_onnx); "
+                                 "this one has no QuantizeLinear nodes")
+        self.precision, self.hint, self.max_shapes = precision, hint, int(max_shapes)
+        threads = int(threads or os.cpu_count() or 1)
+        self.streams = 1 if hint == "latency" else max(1, min(int(streams or threads), threads))
+        self.config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+                       "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": self.streams}
+        self.input_name = self.model.inputs[0].get_any_name()
+        self._compiled: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+    def _compile(self, shape: tuple, streams: int):
+        """(compiled model, its infer requests) for inputs of ``shape`` run on ``streams``
+        streams (1: one request on all threads), compiled on first use."""
+        key = shape if streams == self.streams else (*shape, "1 stream")
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
+        model = self.model.clone()
+        model.reshape({self.input_name: list(shape)})
+        config = self.config if streams == self.streams else {**self.config, "PERFORMANCE_HINT": "LATENCY",
+                                                               "NUM_STREAMS": 1}
+        compiled = self.core.compile_model(model, "CPU", config)
+        entry = compiled, [compiled.create_infer_request() for _ in range(streams)]
+        self._compiled[key] = entry
+        while len(self._compiled) > self.max_shapes:
+            self._compiled.popitem(last=False)
+        return entry
+
+    @property
+    def inference_precision(self) -> "str | None":
+        """The precision OpenVINO compiled the last shape in (``f32`` or ``bf16``), None before a run."""
+        if not self._compiled:
+            return None
+        precision = next(reversed(self._compiled.values()))[0].get_property("INFERENCE_PRECISION_HINT")
+        return precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the model for a float32 batch (N, 3, H, W)."""
+        batch = _batch(batch)
+        # Near-equal chunks, one per stream, run in parallel; a batch of N compiles at most
+        # two chunk shapes (N // streams and N // streams + 1 images). A batch smaller than
+        # the stream count runs as one request on all threads instead (one stream would have
+        # only threads / streams of them).
+        streams = self.streams if len(batch) >= self.streams else 1
+        bounds = np.linspace(0, len(batch), streams + 1).round().astype(int)
+        chunks = [batch[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        requests, used = [], {}
+        for chunk in chunks:
+            _, free = self._compile(chunk.shape, streams)
+            request = free[used.get(chunk.shape, 0)]
+            used[chunk.shape] = used.get(chunk.shape, 0) + 1
+            request.start_async({0: chunk})
+            requests.append(request)
+        parts = []
+        for request in requests:
+            request.wait()
+            # copies: a request reuses its output buffers on its next run
+            parts.append([np.array(request.get_output_tensor(i).data) for i in range(len(request.model_outputs))])
+        return parts[0] if len(parts) == 1 else [np.concatenate(outputs) for outputs in zip(*parts)]
+
+
+# ----------------------------------------------------------------------------- INT8
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over an iterable of batches."""
+
+    def __init__(self, input_name: str, batches: Iterable[np.ndarray]):
+        self.input_name, self.batches = input_name, iter(batches)
+
+    def get_next(self):
+        batch = next(self.batches, None)
+        return None if batch is None else {self.input_name: _batch(np.asarray(batch))}
+
+
+def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
+                  calibration: Iterable[np.ndarray], exclude_nodes: Sequence[str] = (),
+                  activations: str = "uint8", reduce_range: bool = True) -> Path:
+    """Write a statically quantized (QDQ, per-channel INT8 weights, min/max calibrated
+    activations) copy of an ONNX model at ``out_path``, atomically; returns ``out_path``.
+
+    ``calibration``: float32 batches (N, 3, H, W) shaped like real inputs (preprocessed
+    images); ``exclude_nodes``: node names to leave in fp32 (names after onnxruntime's
+    pre-processing, which fuses each BatchNorm into its Conv under the BatchNorm's output name;
+    :func:`fp32_nodes` suggests some).
+    ``activations``: ``uint8`` (U8S8) or ``int8`` (S8S8; OpenVINO 2026.4 computed a tiny CPN's
+    RefineNet output with 46 % max error from such a model, onnxruntime 2 %, U8S8 5 % in both).
+    ``reduce_range``: 7-bit weights, which keep the 16-bit intermediate sums of AVX2's
+    ``vpmaddubsw`` (CPUs without VNNI) from saturating (U8S8 max error 5 % → 2 %); False gives
+    full 8-bit weights for VNNI CPUs.
+    """
+    _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
+    quantization = _import_runtime("onnxruntime", "onnxruntime.quantization")
+    types = {"int8": quantization.QuantType.QInt8, "uint8": quantization.QuantType.QUInt8}
+    if activations not in types:
+        raise ValueError(f"activations must be int8 or uint8, got {activations!r}")
+    source, out_path = _model_file(onnx_path), Path(out_path)
+    input_name = _input_name(source)
+    with tempfile.TemporaryDirectory() as folder:
+        prepared, _ = _prepare(source, Path(folder) / "prepared.onnx")
+        with atomic_path(out_path) as tmp:
+            quantization.quantize_static(
+                str(prepared), str(tmp), _Calibration(input_name, calibration),
+                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                activation_type=types[activations], weight_type=quantization.QuantType.QInt8,
+                reduce_range=bool(reduce_range),
+                calibrate_method=quantization.CalibrationMethod.MinMax,
+                nodes_to_exclude=list(exclude_nodes))
+    return out_path
+
+
+def _prepare(source: Path, prepared: Path):
+    """Write ``source`` as onnxruntime's quantization pre-processing leaves it (BatchNorms fused
+    into the convolutions, so that their weights quantize per channel; constants folded) at
+    ``prepared``, every unnamed node named after its first output (mx.onnx leaves Conv and
+    Resize nodes unnamed, and only named nodes can be excluded from quantization); returns
+    ``prepared`` and the loaded model."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    except Exception as error:  # onnx/onnxruntime parse errors
+        raise ModelFileError(f"{source}: cannot prepare it for quantization: {_first_line(error)}") from None
+    model = onnx.load(str(prepared))
+    taken = {node.name for node in model.graph.node if node.name}
+    for node in model.graph.node:
+        if not node.name and node.output and node.output[0] not in taken:
+            node.name = node.output[0]
+            taken.add(node.name)
+    onnx.save(model, str(prepared))
+    return prepared, model
+
+
+def fp32_nodes(onnx_path: "str | os.PathLike") -> list[str]:
+    """Names (as :func:`quantize_onnx` sees them) of the nodes worth keeping in fp32 in a CPN:
+    the stem convolution (reading the image; quantized, it alone tripled the heatmap error of a
+    CPN-ResNet-50), the heatmap convolutions (the last Conv before each graph output, through
+    Slice and Resize) and the GlobalNet's top-down sums ``Add(Conv(Resize(coarser)), lateral)``
+    with their Resize and Conv nodes. Keeping them costs INT8 OpenVINO about a quarter of its
+    speed on CPN-ResNet-50 (see the module notes)."""
+    _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
+    source = _model_file(onnx_path)
+    with tempfile.TemporaryDirectory() as folder:
+        _, model = _prepare(source, Path(folder) / "prepared.onnx")
+    producer = {out: node for node in model.graph.node for out in node.output}
+    inputs = {value.name for value in model.graph.input}
+    keep = [node.name for node in model.graph.node if node.op_type == "Conv" and node.input[0] in inputs]
+    for output in model.graph.output:
+        node = producer.get(output.name)
+        while node is not None and node.op_type in ("Slice", "Resize"):
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == "Conv":
+            keep.append(node.name)
+    for node in model.graph.node:
+        if node.op_type != "Add":
+            continue
+        for addend in (producer.get(i) for i in node.input):
+            path = [addend]  # Resize, or Resize → Conv (the top-down path's 1×1 conv)
+            if addend is not None and addend.op_type == "Conv":
+                path.append(producer.get(addend.input[0]))
+            if path[-1] is not None and path[-1].op_type == "Resize":
+                keep.extend([node.name] + [n.name for n in path])
+    return list(dict.fromkeys(keep))
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # DecodeError and friends
+        raise ModelFileError(f"{path}: not a readable ONNX model: {_first_line(error)}") from None
+    if not model.graph.input:
+        raise ModelFileError(f"{path}: the ONNX graph has no input")
+    return model.graph.input[0].name
+
+
+__all__ = ["RUNTIMES", "EXTRAS", "PRECISIONS", "HINTS", "RuntimeMissingError", "ModelFileError",
+           "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "quantize_onnx", "fp32_nodes"]
