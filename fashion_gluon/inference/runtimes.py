@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FashionGluonError
+from ..errors import FashionGluonError, shorten
 from ..fileio import atomic_path
 
 RUNTIMES = ("mxnet", "onnxruntime", "openvino")
@@ -118,7 +118,8 @@ class OnnxRuntimeNet:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
-            raise ModelFileError(f"{self.path}: onnxruntime cannot load it: {_first_line(error)}") from None
+            reason = shorten(_first_line(error), 120)
+            raise ModelFileError(f"{self.path}: not a readable ONNX model (onnxruntime: {reason})") from None
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -156,7 +157,7 @@ class OpenVINONet:
         try:
             self.model = self.core.read_model(str(self.path))
         except Exception as error:  # openvino raises RuntimeError subclasses with multi-line text
-            raise ModelFileError(f"{self.path}: OpenVINO cannot read it: {_first_line(error)}") from None
+            raise ModelFileError(f"{self.path}: not a readable ONNX model (OpenVINO: {shorten(_first_line(error), 120)})") from None
         quantized = any(op.get_type_name() in _QUANTIZE_OPS for op in self.model.get_ops())
         if precision == "int8" and not quantized:
             raise ModelFileError(f"{self.path}: precision int8 needs a QDQ-quantized model (quantize_onnx); "
