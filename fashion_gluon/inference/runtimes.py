@@ -1,4 +1,4 @@
-"""Run an exported ONNX model (:func:`fashion_gluon.export.export_onnx`) with onnxruntime or
+"""Run an exported ONNX model (:func:`fashion_gluon.inference.export.export_onnx`) with onnxruntime or
 OpenVINO, and quantize it to INT8 (static, QDQ) with onnxruntime's quantization tool.
 
 Every runner has one interface: ``run(batch)`` takes a float32 numpy batch (N, 3, H, W) and
