@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 from .errors import ConfigError, quoted, shorten
-from .fileio import atomic_write
+from .fileio import atomic_write, shipped_names, shipped_or_path
 from .models.registry import check_input_size, model_class
 from .schema import load_schema
 
@@ -143,10 +143,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def config_path(name: "str | os.PathLike") -> Path:
     """``name`` as a file path, or the shipped recipe of that name (``cpu_fast``, ``cpn_resnet50``, ...)."""
-    path = Path(name)
-    if not path.is_file() and (CONFIG_DIR / f"{path.name}.yaml").is_file() and path.suffix == "":
-        return CONFIG_DIR / f"{path.name}.yaml"
-    return path
+    return shipped_or_path(name, CONFIG_DIR)
 
 
 def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str] = ()) -> dict:
@@ -156,8 +153,7 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
     if path is not None:
         path = config_path(path)
         if not path.exists():
-            shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-            raise ConfigError(f"config file not found: {path} (shipped recipes: {shipped})")
+            raise ConfigError(f"config file not found: {path} (shipped recipes: {shipped_names(CONFIG_DIR)})")
         loaded = _read_yaml(path)
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")

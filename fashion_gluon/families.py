@@ -17,7 +17,7 @@ same way.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mxnet import gluon
 
@@ -38,6 +38,7 @@ class ModelFamily:
 
     name: str
     sigma_factors: tuple[float, ...]  # σ factor of each target level (1 level: broadcast to every output)
+    make_loss: Callable[[float, "int | None", bool], gluon.HybridBlock]  # (fg_weight, top_k, ohkm) -> loss
 
     def codec(self, input_size: Sequence[int], stride: int, sigma: float, decode: str = "dark") -> HeatmapCodec:
         """The codec whose targets line up with this family's outputs (``decode``: see
@@ -46,9 +47,7 @@ class ModelFamily:
 
     def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True) -> gluon.HybridBlock:
         """The training loss over this family's outputs."""
-        if self.name == "cpn":
-            return CPNLoss(num_global=NUM_LEVELS, top_k=top_k, fg_weight=fg_weight)
-        return HourglassLoss(use_ohkm=ohkm, top_k=top_k, fg_weight=fg_weight)
+        return self.make_loss(fg_weight, top_k, ohkm)
 
     @staticmethod
     def final(outputs):
@@ -56,8 +55,11 @@ class ModelFamily:
         return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
 
-CPN_FAMILY = ModelFamily("cpn", CPN_GLOBAL_SIGMA_FACTORS + (1.0,))
-HOURGLASS_FAMILY = ModelFamily("hourglass", (1.0,))
+CPN_FAMILY = ModelFamily("cpn", CPN_GLOBAL_SIGMA_FACTORS + (1.0,),
+                         lambda fg_weight, top_k, ohkm: CPNLoss(num_global=NUM_LEVELS, top_k=top_k, fg_weight=fg_weight))
+HOURGLASS_FAMILY = ModelFamily("hourglass", (1.0,),
+                               lambda fg_weight, top_k, ohkm: HourglassLoss(use_ohkm=ohkm, top_k=top_k,
+                                                                            fg_weight=fg_weight))
 _BY_CLASS = {CPN: CPN_FAMILY, StackedHourglass: HOURGLASS_FAMILY}
 
 

@@ -49,6 +49,19 @@ def atomic_write(path: "str | os.PathLike", mode: str = "w", **kwargs) -> Iterat
         os.fsync(handle.fileno())
 
 
+def shipped_or_path(name: "str | os.PathLike", folder: Path) -> Path:
+    """``name`` as a path, or — when that is no file and ``name`` is a bare name without a
+    suffix — the file ``folder/<name>.yaml`` shipped with the package, if there is one."""
+    path = Path(name)
+    shipped = folder / f"{path.name}.yaml"
+    return shipped if path.suffix == "" and not path.is_file() and shipped.is_file() else path
+
+
+def shipped_names(folder: Path) -> str:
+    """The names of the YAML files shipped in ``folder``, for error messages."""
+    return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+
 def write_json(path: "str | os.PathLike", payload: dict) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     with atomic_write(path) as handle:

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from .errors import ConfigError
-from .fileio import atomic_write
+from .fileio import atomic_write, shipped_names, shipped_or_path
 
 ALL = "all"  # the joint model over every keypoint of the schema
 #: Schemas shipped with the package, by name.
@@ -208,9 +208,7 @@ def _load_file(path: str) -> KeypointSchema:
 
 def schema_path(name: "str | os.PathLike") -> Path:
     """The file of a shipped schema's name (``fashionai``) or ``name`` itself as a path."""
-    path = Path(name)
-    shipped = SCHEMA_DIR / f"{path.name}.yaml"
-    return shipped if path.suffix == "" and not path.is_file() and shipped.is_file() else path
+    return shipped_or_path(name, SCHEMA_DIR)
 
 
 def load_schema(name: "str | os.PathLike | KeypointSchema | None" = None) -> KeypointSchema:
@@ -219,8 +217,7 @@ def load_schema(name: "str | os.PathLike | KeypointSchema | None" = None) -> Key
         return name
     path = schema_path(DEFAULT_SCHEMA if name is None else name)
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in SCHEMA_DIR.glob("*.yaml")))
-        raise ConfigError(f"schema file not found: {path} (shipped schemas: {shipped})")
+        raise ConfigError(f"schema file not found: {path} (shipped schemas: {shipped_names(SCHEMA_DIR)})")
     return _load_file(str(path.resolve()))
 
 

@@ -1,5 +1,5 @@
 """FashionAI's schema as the short names the tests use (the package itself passes schemas around)."""
-from fashion_gluon.schema import ALL, load_schema  # noqa: F401  (re-exported for the tests)
+from fashion_gluon.schema import load_schema
 
 FASHIONAI = load_schema("fashionai")
 KEYPOINT_NAMES = FASHIONAI.keypoints

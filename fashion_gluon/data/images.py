@@ -104,7 +104,7 @@ def expand_image_paths(specs: "Sequence[str | os.PathLike]") -> list[Path]:
     """Image files named by ``specs``: files as given, folders' image files (by suffix, sorted,
     not recursive) and glob patterns (``photos/*.jpg``, ``**`` recursive). A spec that matches
     nothing is a DataError naming it."""
-    found: list[Path] = []
+    found: dict[Path, None] = {}  # ordered, without repeats
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
@@ -119,8 +119,8 @@ def expand_image_paths(specs: "Sequence[str | os.PathLike]") -> list[Path]:
             raise DataError("no such file or folder", path)
         if not matches:
             raise DataError("no image files here" if path.is_dir() else "the pattern matches no file", path)
-        found += [m for m in matches if m not in found]
-    return found
+        found.update(dict.fromkeys(matches))
+    return list(found)
 
 
 def image_size(path: "str | os.PathLike") -> tuple[int, int]:
