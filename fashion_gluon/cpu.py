@@ -8,18 +8,29 @@ import mxnet as mx
 
 
 @functools.lru_cache(maxsize=1)
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_has_vnni() -> bool:
+    """True on a CPU with 8-bit dot-product instructions (AVX512-VNNI or AVX-VNNI), which add
+    u8·s8 products in 32 bits; without them INT8 kernels add pairs in saturating 16 bits."""
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def cpu_has_bf16() -> bool:
     """True on a CPU with native bfloat16 (AVX512-BF16 or AMX) and an oneDNN MXNet build. On
     others (e.g. AVX2-only CPUs) MXNet 1.9.1's oneDNN cannot create bf16 convolutions at all
     ("could not create a primitive descriptor"), so bf16 is refused with a clear error."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return mx.runtime.Features().is_enabled("MKLDNN") and ("avx512_bf16" in flags or "amx_bf16" in flags)
+    return mx.runtime.Features().is_enabled("MKLDNN") and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 NO_BF16 = ("this CPU has no native bfloat16 (AVX512-BF16 or AMX), which MXNet's oneDNN needs for bf16; "
            "use fp32 (or INT8 via `fashion-gluon quantize`)")
 
-__all__ = ["cpu_has_bf16", "NO_BF16"]
+__all__ = ["cpu_has_bf16", "cpu_has_vnni", "NO_BF16"]

@@ -206,7 +206,7 @@ def test_exports_of_a_run_predict_like_the_run(tiny_run, tiny_data, tmp_path):
         np.testing.assert_allclose(predicted, reference, atol=1e-3, err_msg=fmt)
     with pytest.raises(ExportError, match="unknown export format 'tflite'; expected one of symbol, onnx"):
         export_run(tiny_run, tmp_path / "x", "tflite")
-    with pytest.raises(ExportError, match="onnxruntime runs this export in fp32; precision bf16 needs --runtime openvino"):
+    with pytest.raises(ExportError, match="onnxruntime runs ONNX exports in fp32 or.*INT8; precision bf16 needs --runtime openvino"):
         load_model(tmp_path / "onnx", precision="bf16")
     with pytest.raises(ExportError, match="unknown precision 'fp16'"):
         load_model(tiny_run, precision="fp16")
@@ -251,6 +251,29 @@ def test_quantize_cli_writes_a_model_predict_accepts(tiny_run, tiny_data, tmp_pa
     assert main(["predict", "--checkpoint", str(out), "--split", "val", "--out", str(tmp_path / "s.csv"),
                  "--json"]) == 0, "predict takes the INT8 export directory (data root from export.json)"
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ne"] == pytest.approx(ne["int8"])
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_quantize_cli_onnx_int8_reports_its_ne_loss_and_predicts(tiny_run, tiny_data, tmp_path, capsys, runtime):
+    pytest.importorskip(runtime)
+    out = tmp_path / "int8-onnx"
+    cli(["quantize", "--checkpoint", str(tiny_run), "--calib-images", "8", "--format", "onnx", "--runtime", runtime,
+         "--out", str(out), "--batch", "4"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["format"] == "onnx" and report["precision"] == "int8" and report["files"] == ["model.onnx"]
+    assert report["quantized_convs"] > 20 and report["calib_images"] == 8
+    assert report["val"]["int8_runtime"] == runtime
+    ne = report["val"]["ne"]
+    assert report["val"]["int8_ne_loss"] == pytest.approx(ne["int8"] - ne["fp32"])
+    model = load_model(out, runtime=runtime)
+    assert model.net.runtime == runtime and model.net.runner.precision == "int8", "export.json says int8"
+    assert evaluate_model(model, tiny_data)["ne"] == pytest.approx(ne["int8"])
+    images = [str(p) for p in sorted((tiny_data / "test" / "Images").rglob("*.jpg"))[:3]]
+    points = Predictor([model]).predict(images, "all")
+    reference = Predictor([load_model(tiny_run)]).predict(images, "all")
+    assert np.median(np.abs(points - reference)) < 4, "INT8 keypoints stay near fp32's on 128 px images"
+    with pytest.raises(ExportError, match="--format onnx calibrates on min/max"):
+        quantize_run(tiny_run, tmp_path / "bad", 4, calib_mode="entropy", fmt="onnx")
 
 
 def test_export_cli(tiny_run, tmp_path, capsys):

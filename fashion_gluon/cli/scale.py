@@ -13,7 +13,7 @@ from ..engine.distributed import DEFAULT_PORT, check_hosts, fashion_gluon_comman
 from ..errors import FashionGluonError
 from ..inference.evaluate import precision_report
 from ..inference.export import export_run
-from ..inference.quantize import quantize_run
+from ..inference.quantize import QUANTIZE_FORMATS, quantize_run
 from . import run
 
 
@@ -54,9 +54,10 @@ def cmd_export(args) -> None:
 
 def cmd_quantize(args) -> None:
     record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
-                          args.calib_mode)
+                          args.calib_mode, args.format)
     if not args.no_eval:
-        record["val"] = precision_report(args.checkpoint, args.out, args.data_root, batch_size=args.batch)
+        record["val"] = precision_report(args.checkpoint, args.out, args.data_root, batch_size=args.batch,
+                                         runtime=args.runtime)
     print(json.dumps(record))
 
 
@@ -102,7 +103,12 @@ def register(sub) -> None:
     p.add_argument("--calib-images", type=int, help="training images to calibrate on (e.g. 64)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--data-root", help="default: the run's")
-    p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"))
+    p.add_argument("--format", default="mxnet", choices=QUANTIZE_FORMATS,
+                   help="mxnet: an INT8 symbol run by MXNet (oneDNN); onnx: an INT8 QDQ ONNX file for "
+                        "--runtime openvino (fastest) or onnxruntime")
+    p.add_argument("--runtime", choices=("onnxruntime", "openvino"),
+                   help="--format onnx: what runs the INT8 file for the NE report (default: openvino where installed)")
+    p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"), help="entropy: --format mxnet only")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--no-eval", action="store_true", help="skip the fp32 / bf16 / INT8 validation NE")
+    p.add_argument("--no-eval", action="store_true", help="skip the fp32 / bf16 / INT8 validation NE and its loss")
     p.set_defaults(func=cmd_quantize)

@@ -13,9 +13,11 @@ from ..data.dataset import FashionAIDataset
 from ..errors import DataError
 from ..metrics import normalized_error
 from ..runs import run_data_root
+from .export import read_export_meta
 from .load import load_model
 from .model import KeypointModel
 from .predictor import Predictor
+from .runtimes import available_runtimes
 
 
 def evaluate_dataset(model: KeypointModel, dataset: FashionAIDataset, ctx: Sequence[mx.Context] = (mx.cpu(),),
@@ -49,16 +51,19 @@ def evaluate_run(run_dir: "str | os.PathLike", data_root: "str | os.PathLike | N
 
 def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike",
                      data_root: "str | os.PathLike | None" = None, split: str = "val",
-                     batch_size: int = 8) -> dict:
+                     batch_size: int = 8, runtime: "str | None" = None) -> dict:
     """Validation NE (percent) of a run's fp32 inference, bf16 (where the CPU runs it) and its
-    INT8 export, and the NE points INT8 loses against fp32."""
+    INT8 export (an ONNX one run by ``runtime``, default OpenVINO where installed), and the NE
+    points INT8 loses against fp32."""
     data_root = data_root or run_data_root(run_dir)
-    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir)}
+    if runtime is None and read_export_meta(int8_dir)["format"] == "onnx":
+        runtime = "openvino" if "openvino" in available_runtimes() else "onnxruntime"
+    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime or "mxnet")}
     if cpu_has_bf16():
         models["bf16"] = load_model(run_dir, precision="bf16")
     ne = {name: evaluate_model(model, data_root, split, batch_size=batch_size)["ne"]
           for name, model in models.items()}
-    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"]}
+    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"], "int8_runtime": runtime or "mxnet"}
 
 
 __all__ = ["evaluate_dataset", "evaluate_model", "evaluate_run", "precision_report"]

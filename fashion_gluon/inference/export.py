@@ -185,9 +185,10 @@ class OnnxNet:
                  precision: str = "fp32"):
         if runtime not in ONNX_RUNTIMES:
             raise ExportError(f"unknown runtime {runtime!r} for an ONNX model; expected one of {', '.join(ONNX_RUNTIMES)}")
-        if runtime == "onnxruntime" and precision != "fp32":
-            raise ExportError(f"onnxruntime runs this export in fp32; precision {precision} needs --runtime openvino")
-        self.runner = OnnxRuntimeNet(path) if runtime == "onnxruntime" else OpenVINONet(path, precision)
+        if runtime == "onnxruntime" and precision == "bf16":
+            raise ExportError("onnxruntime runs ONNX exports in fp32 or, quantized by `quantize --format onnx`, "
+                              "INT8; precision bf16 needs --runtime openvino")
+        self.runner = OnnxRuntimeNet(path, precision) if runtime == "onnxruntime" else OpenVINONet(path, precision)
         self.stride, self.runtime = int(stride), runtime
 
     def run(self, data: np.ndarray) -> list[np.ndarray]:

@@ -26,6 +26,8 @@ def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context], runtim
                           f"(make one with: fashion-gluon export --format onnx)")
     if meta["format"] == "onnx":
         cpu_only(ctx, "an ONNX model")
+        if precision == "fp32":  # an INT8 (QDQ) file runs in INT8 unless another precision is asked for
+            precision = meta.get("precision", "fp32")
         return OnnxNet(path / meta["files"][0], meta["net_stride"], "onnxruntime" if runtime == "mxnet" else runtime,
                        precision)
     if meta["format"] == "int8":

@@ -23,7 +23,11 @@ from mxnet.contrib import amp, quantization
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..build import build_eval_dataset, load_run
 from ..runs import run_data_root
-from .export import PREFIX, ExportError, export_symbol, finish_export, forward_once
+from .export import PREFIX, ExportError, export_onnx, export_symbol, finish_export, forward_once
+from .qdq import quantize_onnx
+
+#: What ``quantize`` writes: an MXNet INT8 symbol (oneDNN) or an INT8 QDQ ONNX file (OpenVINO).
+QUANTIZE_FORMATS = ("mxnet", "onnx")
 
 def calibration_loader(dataset, num_images: int, batch_size: int = 8) -> gluon.data.DataLoader:
     """Batches ``(images, rows)`` of ``num_images`` rows spread evenly over an evaluation
@@ -87,24 +91,35 @@ def _keep_stride(converted: gluon.SymbolBlock, original) -> gluon.SymbolBlock:
 
 def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", calib_images: int,
                  data_root: "str | os.PathLike | None" = None, batch_size: int = 8,
-                 calib_mode: str = "naive") -> dict:
+                 calib_mode: str = "naive", fmt: str = "mxnet") -> dict:
     """Quantize the best weights of a run to INT8, calibrated on ``calib_images`` images of its
-    training split (of ``data_root``, default the run's), into ``out_dir``; returns the
-    export.json record."""
+    training split (of ``data_root``, default the run's), into ``out_dir``: an MXNet INT8
+    symbol (``fmt="mxnet"``) or an INT8 QDQ ONNX file (``fmt="onnx"``, min/max calibration,
+    :mod:`.qdq`); returns the export.json record."""
+    if fmt not in QUANTIZE_FORMATS:
+        raise ExportError(f"unknown INT8 format {fmt!r}; expected one of {', '.join(QUANTIZE_FORMATS)}")
     if calib_images is None or calib_images < 1:
         raise ExportError(f"quantize needs calibration images: pass --calib-images N with N ≥ 1 "
                           f"(got {calib_images})")
+    if fmt == "onnx" and calib_mode != "naive":
+        raise ExportError(f"--format onnx calibrates on min/max (naive); --calib-mode {calib_mode} is MXNet's")
     net, config, state = load_run(run_dir)
     dataset = build_eval_dataset(config, data_root or run_data_root(run_dir), state["category"], "train")
-    tic = time.perf_counter()
-    qnet = quantize(net, calibration_loader(dataset, calib_images, batch_size), calib_mode)
-    seconds = time.perf_counter() - tic
-    out = Path(out_dir)
+    size, out = tuple(config["data"]["input_size"]), Path(out_dir)
+    calibration = calibration_loader(dataset, calib_images, batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    files = export_symbol(qnet, tuple(config["data"]["input_size"]), out / PREFIX)
-    return finish_export(out, "int8", files, run_dir, config, state, net.stride,
-                          calib_images=min(calib_images, len(dataset)), calib_mode=calib_mode,
-                          calib_seconds=seconds)
+    tic = time.perf_counter()
+    if fmt == "mxnet":
+        files, details = export_symbol(quantize(net, calibration, calib_mode), size, out / PREFIX), {}
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            fp32 = export_onnx(net, size, Path(folder) / "fp32.onnx")
+            details = quantize_onnx(fp32, out / f"{PREFIX}.onnx", (data.asnumpy() for data, _ in calibration))
+        files = (out / f"{PREFIX}.onnx",)
+    seconds = time.perf_counter() - tic
+    return finish_export(out, "int8" if fmt == "mxnet" else "onnx", files, run_dir, config, state, net.stride,
+                         precision="int8", calib_images=min(calib_images, len(dataset)), calib_mode=calib_mode,
+                         calib_seconds=seconds, **details)
 
 
-__all__ = ["calibration_loader", "fp32_sum_convs", "quantize", "to_bf16", "quantize_run"]
+__all__ = ["QUANTIZE_FORMATS", "calibration_loader", "fp32_sum_convs", "quantize", "to_bf16", "quantize_run"]

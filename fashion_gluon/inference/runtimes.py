@@ -1,5 +1,5 @@
-"""Run an exported ONNX model (:func:`fashion_gluon.inference.export.export_onnx`) with onnxruntime or
-OpenVINO, and quantize it to INT8 (static, QDQ) with onnxruntime's quantization tool.
+"""Run an exported ONNX model (:func:`fashion_gluon.inference.export.export_onnx`), fp32 or its
+INT8 QDQ form (:mod:`.qdq`), with onnxruntime or OpenVINO.
 
 Every runner has one interface: ``run(batch)`` takes a float32 numpy batch (N, 3, H, W) and
 returns the list of the model's outputs as numpy arrays (for a CPN the GlobalNet maps, then
@@ -33,19 +33,16 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..errors import FashionGluonError, shorten
-from ..fileio import atomic_path
 
 RUNTIMES = ("mxnet", "onnxruntime", "openvino")
 #: The setup.cfg extra that installs each runtime.
-EXTRAS = {"mxnet": "cpu", "onnxruntime": "export", "openvino": "openvino"}
+EXTRAS = {"mxnet": "cpu", "onnx": "export", "onnxruntime": "export", "openvino": "openvino"}
 PRECISIONS = ("fp32", "bf16", "int8")
 HINTS = ("throughput", "latency")
 #: OpenVINO's names of the inference precisions.
@@ -94,6 +91,11 @@ def _model_file(path: "str | os.PathLike") -> Path:
     return path
 
 
+def _not_quantized(path: Path) -> ModelFileError:
+    return ModelFileError(f"{path}: precision int8 needs a QDQ-quantized model (fashion-gluon quantize --format "
+                          "onnx); this one has no QuantizeLinear nodes")
+
+
 def _batch(batch: np.ndarray) -> np.ndarray:
     if getattr(batch, "ndim", 0) != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected a batch of shape (N, 3, H, W), got {getattr(batch, 'shape', type(batch))}")
@@ -104,10 +106,13 @@ def _batch(batch: np.ndarray) -> np.ndarray:
 
 
 class OnnxRuntimeNet:
-    """An ONNX file run by onnxruntime on the CPU with all graph optimizations; ``threads``:
-    intra-op threads (default: onnxruntime's, one per physical core)."""
+    """An ONNX file run by onnxruntime on the CPU with all graph optimizations; ``precision``:
+    fp32, or int8 for a QDQ file (checked); ``threads``: intra-op threads (default:
+    onnxruntime's, one per physical core)."""
 
-    def __init__(self, onnx_path: "str | os.PathLike", threads: "int | None" = None):
+    def __init__(self, onnx_path: "str | os.PathLike", precision: str = "fp32", threads: "int | None" = None):
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"onnxruntime runs fp32 or int8 (a QDQ file), got precision {precision!r}")
         ort = _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
         self.path = _model_file(onnx_path)
         options = ort.SessionOptions()
@@ -121,6 +126,9 @@ class OnnxRuntimeNet:
             reason = shorten(_first_line(error), 120)
             raise ModelFileError(f"{self.path}: not a readable ONNX model (onnxruntime: {reason})") from None
         self.input_name = self.session.get_inputs()[0].name
+        if precision == "int8" and not is_quantized(load_onnx(self.path)):
+            raise _not_quantized(self.path)
+        self.precision = precision
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """All outputs of the model for a float32 batch (N, 3, H, W)."""
@@ -160,8 +168,7 @@ class OpenVINONet:
             raise ModelFileError(f"{self.path}: not a readable ONNX model (OpenVINO: {shorten(_first_line(error), 120)})") from None
         quantized = any(op.get_type_name() in _QUANTIZE_OPS for op in self.model.get_ops())
         if precision == "int8" and not quantized:
-            raise ModelFileError(f"{self.path}: precision int8 needs a QDQ-quantized model (quantize_onnx); "
-                                 "this one has no QuantizeLinear nodes")
+            raise _not_quantized(self.path)
         self.precision, self.hint, self.max_shapes = precision, hint, int(max_shapes)
         threads = int(threads or os.cpu_count() or 1)
         self.streams = 1 if hint == "latency" else max(1, min(int(streams or threads), threads))
@@ -221,120 +228,26 @@ class OpenVINONet:
         return parts[0] if len(parts) == 1 else [np.concatenate(outputs) for outputs in zip(*parts)]
 
 
-# ----------------------------------------------------------------------------- INT8
+# ----------------------------------------------------------------------------- model files
 
 
-class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over an iterable of batches."""
-
-    def __init__(self, input_name: str, batches: Iterable[np.ndarray]):
-        self.input_name, self.batches = input_name, iter(batches)
-
-    def get_next(self):
-        batch = next(self.batches, None)
-        return None if batch is None else {self.input_name: _batch(np.asarray(batch))}
-
-
-def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
-                  calibration: Iterable[np.ndarray], exclude_nodes: Sequence[str] = (),
-                  activations: str = "uint8", reduce_range: bool = True) -> Path:
-    """Write a statically quantized (QDQ, per-channel INT8 weights, min/max calibrated
-    activations) copy of an ONNX model at ``out_path``, atomically; returns ``out_path``.
-
-    ``calibration``: float32 batches (N, 3, H, W) shaped like real inputs (preprocessed
-    images); ``exclude_nodes``: node names to leave in fp32 (names after onnxruntime's
-    pre-processing, which fuses each BatchNorm into its Conv under the BatchNorm's output name;
-    :func:`fp32_nodes` suggests some).
-    ``activations``: ``uint8`` (U8S8) or ``int8`` (S8S8; OpenVINO 2026.4 computed a tiny CPN's
-    RefineNet output with 46 % max error from such a model, onnxruntime 2 %, U8S8 5 % in both).
-    ``reduce_range``: 7-bit weights, which keep the 16-bit intermediate sums of AVX2's
-    ``vpmaddubsw`` (CPUs without VNNI) from saturating (U8S8 max error 5 % → 2 %); False gives
-    full 8-bit weights for VNNI CPUs.
-    """
-    _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
-    quantization = _import_runtime("onnxruntime", "onnxruntime.quantization")
-    types = {"int8": quantization.QuantType.QInt8, "uint8": quantization.QuantType.QUInt8}
-    if activations not in types:
-        raise ValueError(f"activations must be int8 or uint8, got {activations!r}")
-    source, out_path = _model_file(onnx_path), Path(out_path)
-    input_name = _input_name(source)
-    with tempfile.TemporaryDirectory() as folder:
-        prepared, _ = _prepare(source, Path(folder) / "prepared.onnx")
-        with atomic_path(out_path) as tmp:
-            quantization.quantize_static(
-                str(prepared), str(tmp), _Calibration(input_name, calibration),
-                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-                activation_type=types[activations], weight_type=quantization.QuantType.QInt8,
-                reduce_range=bool(reduce_range),
-                calibrate_method=quantization.CalibrationMethod.MinMax,
-                nodes_to_exclude=list(exclude_nodes))
-    return out_path
-
-
-def _prepare(source: Path, prepared: Path):
-    """Write ``source`` as onnxruntime's quantization pre-processing leaves it (BatchNorms fused
-    into the convolutions, so that their weights quantize per channel; constants folded) at
-    ``prepared``, every unnamed node named after its first output (mx.onnx leaves Conv and
-    Resize nodes unnamed, and only named nodes can be excluded from quantization); returns
-    ``prepared`` and the loaded model."""
-    import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def load_onnx(path: "str | os.PathLike"):
+    """The ``onnx.ModelProto`` of an ONNX file, or a ModelFileError naming the file."""
+    onnx = _import_runtime("onnx")  # deferred: onnx is an optional package
+    path = _model_file(path)
     try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    except Exception as error:  # onnx/onnxruntime parse errors
-        raise ModelFileError(f"{source}: cannot prepare it for quantization: {_first_line(error)}") from None
-    model = onnx.load(str(prepared))
-    taken = {node.name for node in model.graph.node if node.name}
-    for node in model.graph.node:
-        if not node.name and node.output and node.output[0] not in taken:
-            node.name = node.output[0]
-            taken.add(node.name)
-    onnx.save(model, str(prepared))
-    return prepared, model
-
-
-def fp32_nodes(onnx_path: "str | os.PathLike") -> list[str]:
-    """Names (as :func:`quantize_onnx` sees them) of the nodes worth keeping in fp32 in a CPN:
-    the stem convolution (reading the image; quantized, it alone tripled the heatmap error of a
-    CPN-ResNet-50), the heatmap convolutions (the last Conv before each graph output, through
-    Slice and Resize) and the GlobalNet's top-down sums ``Add(Conv(Resize(coarser)), lateral)``
-    with their Resize and Conv nodes. Keeping them costs INT8 OpenVINO about a quarter of its
-    speed on CPN-ResNet-50 (see the module notes)."""
-    _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
-    source = _model_file(onnx_path)
-    with tempfile.TemporaryDirectory() as folder:
-        _, model = _prepare(source, Path(folder) / "prepared.onnx")
-    producer = {out: node for node in model.graph.node for out in node.output}
-    inputs = {value.name for value in model.graph.input}
-    keep = [node.name for node in model.graph.node if node.op_type == "Conv" and node.input[0] in inputs]
-    for output in model.graph.output:
-        node = producer.get(output.name)
-        while node is not None and node.op_type in ("Slice", "Resize"):
-            node = producer.get(node.input[0])
-        if node is not None and node.op_type == "Conv":
-            keep.append(node.name)
-    for node in model.graph.node:
-        if node.op_type != "Add":
-            continue
-        for addend in (producer.get(i) for i in node.input):
-            path = [addend]  # Resize, or Resize → Conv (the top-down path's 1×1 conv)
-            if addend is not None and addend.op_type == "Conv":
-                path.append(producer.get(addend.input[0]))
-            if path[-1] is not None and path[-1].op_type == "Resize":
-                keep.extend([node.name] + [n.name for n in path])
-    return list(dict.fromkeys(keep))
-
-
-def _input_name(path: Path) -> str:
-    import onnx
-    try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path))
     except Exception as error:  # DecodeError and friends
         raise ModelFileError(f"{path}: not a readable ONNX model: {_first_line(error)}") from None
     if not model.graph.input:
         raise ModelFileError(f"{path}: the ONNX graph has no input")
-    return model.graph.input[0].name
+    return model
+
+
+def is_quantized(model) -> bool:
+    """Whether an ``onnx.ModelProto`` is in QDQ form (has QuantizeLinear nodes)."""
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
 __all__ = ["RUNTIMES", "EXTRAS", "PRECISIONS", "HINTS", "RuntimeMissingError", "ModelFileError",
-           "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "quantize_onnx", "fp32_nodes"]
+           "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "load_onnx", "is_quantized"]

@@ -1,0 +1,243 @@
+"""Static INT8 quantization of an exported ONNX model into QDQ form, with the ``onnx`` package
+alone (calibration runs the fp32 model in onnxruntime): the file OpenVINO runs in INT8.
+
+What the written model holds:
+
+* every BatchNormalization that follows a Conv is folded into the Conv's weights and bias;
+* each quantized Conv reads ``DequantizeLinear(QuantizeLinear(x))`` of its input — per-tensor
+  uint8 with a zero point, from the calibrated min/max of ``x`` (a tensor read by several
+  Convs gets one pair) — and ``DequantizeLinear`` of int8 weights, per output channel and
+  symmetric. Bias, Add, Resize, pooling and the outputs stay float32, which is the form
+  OpenVINO's low-precision transformations run as INT8 convolutions;
+* :func:`fp32_convs` stay float32: the stem (it reads the image) and the heatmap convolutions
+  (their outputs are the answer); so does a Conv whose weights are computed in the graph.
+
+``weight_bits``: 8 on CPUs with VNNI (``vpdpbusd`` adds u8·s8 products in 32 bits); 7 on CPUs
+without it, where ``vpmaddubsw`` adds pairs of u8·s8 products in saturating 16 bits: with
+7-bit weights a pair stays below 2·255·63 < 2^15.
+
+Why not ``onnxruntime.quantization``: it needs onnx ≥ 1.16, and the project pins onnx 1.15.0,
+the newest release ``mx.onnx`` exports with.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..cpu import cpu_has_vnni
+from ..fileio import atomic_path
+from .runtimes import ModelFileError, OnnxRuntimeNet, is_quantized, load_onnx
+
+#: Ops a heatmap convolution's output passes through on its way to a graph output.
+_OUTPUT_PATH_OPS = ("Slice", "Resize", "Reshape", "Identity")
+
+
+def default_weight_bits() -> int:
+    """8 on a CPU with VNNI, else 7 (see the module docstring)."""
+    return 8 if cpu_has_vnni() else 7
+
+
+def _name_nodes(graph) -> None:
+    """Name every unnamed node after its first output (mx.onnx leaves Conv nodes unnamed)."""
+    taken = {node.name for node in graph.node if node.name}
+    for node in graph.node:
+        if not node.name and node.output and node.output[0] not in taken:
+            node.name = node.output[0]
+            taken.add(node.name)
+
+
+def _initializers(graph) -> dict:
+    return {initializer.name: initializer for initializer in graph.initializer}
+
+
+def _set_initializer(graph, name: str, array: np.ndarray) -> None:
+    """Replace (or add) the initializer ``name`` by ``array``."""
+    from onnx import numpy_helper  # deferred: onnx is an optional package (the export extra)
+    for index, initializer in enumerate(graph.initializer):
+        if initializer.name == name:
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(array, name))
+            return
+    graph.initializer.append(numpy_helper.from_array(array, name))
+
+
+def fold_batchnorms(graph) -> int:
+    """Fold each BatchNormalization whose input is a Conv output read by nothing else into that
+    Conv (weights scaled per output channel, bias shifted); returns how many were folded."""
+    from onnx import numpy_helper  # deferred: optional package
+    weights = _initializers(graph)
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    producer = {out: node for node in graph.node for out in node.output}
+    folded = []
+    for bn in graph.node:
+        conv = producer.get(bn.input[0]) if bn.op_type == "BatchNormalization" else None
+        if (conv is None or conv.op_type != "Conv" or readers[bn.input[0]] != 1
+                or not all(name in weights for name in list(bn.input[1:5]) + list(conv.input[1:]))):
+            continue
+        gamma, beta, mean, var = (numpy_helper.to_array(weights[name]).astype(np.float64) for name in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale = gamma / np.sqrt(var + eps)
+        kernel = numpy_helper.to_array(weights[conv.input[1]])
+        bias = numpy_helper.to_array(weights[conv.input[2]]) if len(conv.input) > 2 else np.zeros(len(scale))
+        kernel_name, bias_name = conv.input[1] + "_bn_folded", (conv.output[0] + "_bn_folded_bias")
+        _set_initializer(graph, kernel_name, (kernel * scale.reshape(-1, *[1] * (kernel.ndim - 1))).astype(np.float32))
+        _set_initializer(graph, bias_name, ((bias - mean) * scale + beta).astype(np.float32))
+        conv.input[1] = kernel_name
+        if len(conv.input) > 2:
+            conv.input[2] = bias_name
+        else:
+            conv.input.append(bias_name)
+        conv.output[0] = bn.output[0]
+        folded.append(bn)
+    for bn in folded:
+        graph.node.remove(bn)
+    _drop_unused_initializers(graph)
+    return len(folded)
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    keep = [initializer for initializer in graph.initializer if initializer.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    inputs = [value for value in graph.input if value.name in used or value.name not in _initializers(graph)]
+    del graph.input[:]
+    graph.input.extend(inputs)
+
+
+def fp32_convs(graph) -> list[str]:
+    """Names of the Conv nodes to keep in float32: those reading a graph input (the stem) and
+    the last Conv before each graph output (through Slice / Resize / Reshape)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    inputs = {value.name for value in graph.input}
+    keep = [node.name for node in graph.node if node.op_type == "Conv" and node.input[0] in inputs]
+    for output in graph.output:
+        node = producer.get(output.name)
+        while node is not None and node.op_type in _OUTPUT_PATH_OPS:
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == "Conv":
+            keep.append(node.name)
+    return list(dict.fromkeys(keep))
+
+
+def calibrate(model, tensors: Sequence[str], batches: Iterable[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """(min, max) of each named tensor of ``model`` over the calibration ``batches``, computed
+    by onnxruntime on a copy of the model that outputs them."""
+    import onnx  # deferred: optional package
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {output.name for output in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                              for name in tensors if name not in known)
+    order = [output.name for output in probe.graph.output]
+    low = {name: np.inf for name in tensors}
+    high = {name: -np.inf for name in tensors}
+    seen = 0
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "probe.onnx"
+        onnx.save(probe, str(path))
+        runner = OnnxRuntimeNet(path)
+        for batch in batches:
+            values = dict(zip(order, runner.run(np.asarray(batch, dtype=np.float32))))
+            for name in tensors:
+                low[name] = min(low[name], float(values[name].min()))
+                high[name] = max(high[name], float(values[name].max()))
+            seen += 1
+    if not seen:
+        raise ValueError("INT8 calibration needs at least one batch of images")
+    return {name: (low[name], high[name]) for name in tensors}
+
+
+def activation_qparams(low: float, high: float) -> tuple[np.float32, np.uint8]:
+    """(scale, zero point) of uint8 quantization covering [low, high] and 0."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-8) / 255.0
+    return np.float32(scale), np.uint8(np.clip(np.round(-low / scale), 0, 255))
+
+
+def weight_qparams(kernel: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 kernel, per-output-channel scale) of symmetric ``bits``-bit quantization."""
+    limit = 2 ** (bits - 1) - 1
+    peak = np.abs(kernel.reshape(len(kernel), -1)).max(axis=1)
+    scale = np.where(peak > 0, peak / limit, 1.0).astype(np.float32)
+    quantized = np.clip(np.round(kernel / scale.reshape(-1, *[1] * (kernel.ndim - 1))), -limit, limit)
+    return quantized.astype(np.int8), scale
+
+
+def quantize_graph(graph, ranges: dict[str, tuple[float, float]], convs: Sequence[str], bits: int) -> None:
+    """Rewrite ``graph`` in place: each Conv named in ``convs`` reads its input through a
+    Quantize/DequantizeLinear pair with the calibrated range, and int8 weights through
+    DequantizeLinear (BatchNorms already folded)."""
+    from onnx import helper, numpy_helper  # deferred: optional package
+    weights, chosen = _initializers(graph), set(convs)
+    nodes, paired = [], {}
+    for node in graph.node:
+        if node.op_type == "Conv" and node.name in chosen:
+            source = node.input[0]
+            if source not in paired:
+                scale, zero = activation_qparams(*ranges[source])
+                names = {k: f"{source}_{k}" for k in ("scale", "zero_point", "quantized", "dequantized")}
+                _set_initializer(graph, names["scale"], np.array(scale, np.float32))
+                _set_initializer(graph, names["zero_point"], np.array(zero, np.uint8))
+                nodes.append(helper.make_node("QuantizeLinear", [source, names["scale"], names["zero_point"]],
+                                              [names["quantized"]], name=names["quantized"]))
+                nodes.append(helper.make_node("DequantizeLinear", [names["quantized"], names["scale"],
+                                                                   names["zero_point"]],
+                                              [names["dequantized"]], name=names["dequantized"]))
+                paired[source] = names["dequantized"]
+            kernel_name = node.input[1]
+            kernel, scale = weight_qparams(numpy_helper.to_array(weights[kernel_name]), bits)
+            _set_initializer(graph, kernel_name + "_int8", kernel)
+            _set_initializer(graph, kernel_name + "_scale", scale)
+            _set_initializer(graph, kernel_name + "_zero_point", np.zeros(len(scale), np.int8))
+            nodes.append(helper.make_node("DequantizeLinear", [kernel_name + "_int8", kernel_name + "_scale",
+                                                               kernel_name + "_zero_point"],
+                                          [kernel_name + "_dequantized"], name=kernel_name + "_dequantized", axis=0))
+            node.input[0], node.input[1] = paired[source], kernel_name + "_dequantized"
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused_initializers(graph)
+
+
+def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
+                  calibration: Iterable[np.ndarray], keep_fp32: "Sequence[str] | None" = None,
+                  weight_bits: "int | None" = None) -> dict:
+    """Write the INT8 (QDQ) form of the fp32 ONNX model at ``onnx_path`` to ``out_path``,
+    atomically, calibrated on float32 ``calibration`` batches (N, 3, H, W) of preprocessed
+    images. ``keep_fp32``: Conv node names to leave in float32 (default :func:`fp32_convs`;
+    nodes are named after their first output, BatchNorms folded in). ``weight_bits``: 7 or 8
+    (default :func:`default_weight_bits`). Returns what was done: ``quantized_convs``,
+    ``fp32_convs``, ``folded_batchnorms``, ``weight_bits``."""
+    import onnx  # deferred: optional package
+    bits = int(weight_bits or default_weight_bits())
+    if bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits!r}")
+    model = load_onnx(onnx_path)
+    if is_quantized(model):
+        raise ModelFileError(f"{onnx_path}: is already quantized (it has QuantizeLinear nodes)")
+    graph = model.graph
+    _name_nodes(graph)
+    folded = fold_batchnorms(graph)
+    keep = fp32_convs(graph) if keep_fp32 is None else list(keep_fp32)
+    constant = _initializers(graph)  # a weight computed in the graph (e.g. reshaped) stays fp32
+    convs = [node.name for node in graph.node
+             if node.op_type == "Conv" and node.name not in keep and node.input[1] in constant]
+    sources = list(dict.fromkeys(node.input[0] for node in graph.node if node.name in set(convs)))
+    ranges = calibrate(model, sources, calibration)
+    quantize_graph(graph, ranges, convs, bits)
+    onnx.checker.check_model(model)
+    with atomic_path(Path(out_path)) as tmp:
+        onnx.save(model, str(tmp))
+    return {"quantized_convs": len(convs), "fp32_convs": [name for name in keep],
+            "folded_batchnorms": folded, "weight_bits": bits}
+
+
+__all__ = ["default_weight_bits", "fold_batchnorms", "fp32_convs", "calibrate", "activation_qparams",
+           "weight_qparams", "quantize_graph", "quantize_onnx"]
