@@ -37,3 +37,31 @@ def test_decoding_floor_of_dark_is_below_the_goal_and_far_below_the_quarter_rule
     assert main(["bench", "codec", "--data-root", str(tiny_data), "--sizes", "64", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["sizes"]["64"]["dark"] == pytest.approx(floor["sizes"]["64"]["dark"])
     assert main(["bench", "codec"]) == 2  # needs --data-root
+
+
+def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_run, tiny_data, capsys):
+    from fashion_gluon.cli import main
+    from fashion_gluon.cpu import cpu_has_bf16
+    from fashion_gluon.inference.evaluate import evaluate_run
+    from fashion_gluon.inference.runtimes import available_runtimes
+    from fashion_gluon.tools.bench_infer import PATHS, bench_infer, format_infer
+    result = bench_infer(checkpoint=tiny_run, batch=4, data_root=tiny_data, split="val", rounds=1)
+    rows = {(row["runtime"], row["precision"]): row for row in result["paths"]}
+    assert list(rows) == list(PATHS) and result["input_size"] == [64, 64]
+    expected = {("mxnet", "fp32"), ("mxnet", "int8")} | {(r, p) for r in ("onnxruntime", "openvino")
+                                                          if r in available_runtimes() for p in ("fp32", "int8")}
+    if cpu_has_bf16():
+        expected |= {("mxnet", "bf16")} | ({("openvino", "bf16")} if "openvino" in available_runtimes() else set())
+    measured = {key for key, row in rows.items() if "img_per_s" in row}
+    assert measured == expected
+    assert all(rows[key]["img_per_s"] > 0 and rows[key]["latency_ms"] > 0 and rows[key]["peak_share"] > 0
+               for key in measured)
+    assert all(rows[key]["missing"] for key in set(PATHS) - measured)
+    fp32_ne = evaluate_run(tiny_run, tiny_data, batch_size=4)["ne"]
+    assert rows[("mxnet", "fp32")]["ne"] == pytest.approx(fp32_ne), "the same NE as evaluate"
+    for runtime in {"onnxruntime", "openvino"} & set(available_runtimes()):
+        assert rows[(runtime, "fp32")]["ne"] == pytest.approx(fp32_ne, abs=0.01)
+    table = format_infer(result)
+    assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table
+    assert main(["bench", "infer", "--checkpoint", str(tiny_run), "--batch", "2", "--rounds", "1", "--json"]) == 0
+    assert "ne" not in json.loads(capsys.readouterr().out)["paths"][0], "no --split, no NE"

@@ -19,6 +19,7 @@ from ..runs import is_run, run_config
 from ..tools.bench import format_result as format_bench
 from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
+from ..tools.bench_infer import bench_infer, format_infer
 from ..tools.demo import run_demo
 from ..tools.summary import format_summary, summarize
 from .common import data_root_of, parse_ctx, parse_size, print_result
@@ -94,7 +95,12 @@ def cmd_bench(args) -> None:
         floor = decoding_floor(args.data_root, args.sizes, progress=True)
         print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
         return
-    result = bench_run(args.what, model=args.model, batch=args.batch, size=args.size,
+    if args.what == "infer":
+        result = bench_infer(args.model, args.checkpoint, args.batch, args.size, args.data_root, args.split,
+                             args.rounds)
+        print(json.dumps(result, indent=1) if args.json else format_infer(result))
+        return
+    result = bench_run(args.what, model=args.model, batch=args.batch, size=args.size or 256,
                        data_root=args.data_root, rec=args.rec)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
@@ -164,11 +170,16 @@ def register(sub) -> None:
     p = sub.add_parser("weights", help="which pretrained backbone files are present")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; codec: the NE decoding alone costs")
-    p.add_argument("what", choices=("data", "model", "all", "codec"))
-    p.add_argument("--model", default="cpn_resnet50")
+    p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "
+                                     "codec: the NE decoding alone costs")
+    p.add_argument("what", choices=("data", "model", "all", "infer", "codec"))
+    p.add_argument("--model", default="cpn_resnet50", help="a registry model, random weights")
+    p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
+                                                            "INT8 calibrated on its training images)")
+    p.add_argument("--split", choices=("val", "test"), help="infer with --checkpoint: also each path's NE on this split")
+    p.add_argument("--rounds", type=int, default=3, help="infer: interleaved rounds over all paths (best is kept)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint: the run's)")
     p.add_argument("--data-root", help="images to read (default: a small synthetic set)")
     p.add_argument("--rec", action="store_true", help="data: also time the same pipeline from a RecordIO pack")
     p.add_argument("--sizes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(160, 256, 384),

@@ -117,6 +117,9 @@ class OnnxRuntimeNet:
         self.path = _model_file(onnx_path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle threads sleep instead of spinning: the decoding after each batch, and MXNet or
+        # OpenVINO in the same process, need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
