@@ -19,6 +19,7 @@ from fashion_gluon.inference.evaluate import evaluate_model
 from fashion_gluon.inference.export import (ExportError, OnnxNet, export_onnx, export_run, export_symbol, load_symbol,
                                             onnx_problems, strip_initializer_inputs)
 from fashion_gluon.inference.load import load_model
+from fashion_gluon.inference.runtimes import available_runtimes
 from fashion_gluon.cpu import cpu_has_bf16
 from fashion_gluon.inference import quantize as quantize_module
 from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run, to_bf16
@@ -207,7 +208,11 @@ def test_exports_of_a_run_predict_like_the_run(tiny_run, tiny_data, tmp_path):
     with pytest.raises(ExportError, match="unknown export format 'tflite'; expected one of symbol, onnx"):
         export_run(tiny_run, tmp_path / "x", "tflite")
     with pytest.raises(ExportError, match="onnxruntime runs ONNX exports in fp32 or.*INT8; precision bf16 needs --runtime openvino"):
-        load_model(tmp_path / "onnx", precision="bf16")
+        load_model(tmp_path / "onnx", precision="bf16", runtime="onnxruntime")
+    with pytest.raises(ExportError, match="is an ONNX export: run it with --runtime onnxruntime or openvino"):
+        load_model(tmp_path / "onnx", runtime="mxnet")
+    expected = "openvino" if "openvino" in available_runtimes() else "onnxruntime"
+    assert load_model(tmp_path / "onnx").net.runtime == expected, "auto: the fastest runtime installed"
     with pytest.raises(ExportError, match="unknown precision 'fp16'"):
         load_model(tiny_run, precision="fp16")
     with pytest.raises(ExportError, match="--runtime openvino runs ONNX exports, .* is a training run"):

@@ -12,6 +12,7 @@ from ..data.images import expand_image_paths, read_image
 from ..data.submission import save_submission, validate_submission, write_submission
 from ..errors import FashionGluonError
 from ..inference.ensemble import write_ensemble
+from ..inference.load import RUNTIMES
 from ..inference.predictor import Predictor
 from ..metrics import format_table, normalized_error
 from ..tools.show import show
@@ -102,10 +103,11 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="bf16: run fp32 models in bfloat16 (CPUs with AVX512-BF16/AMX); int8: --runtime openvino "
-                        "on a QDQ ONNX file; MXNet INT8 models come from `quantize`")
-    p.add_argument("--runtime", default="mxnet", choices=("mxnet", "onnxruntime", "openvino"),
-                   help="what runs ONNX exports (`export --format onnx`); everything around the network is the same")
+                   help="bf16: run fp32 models in bfloat16 (CPUs with AVX512-BF16/AMX); INT8 models come from "
+                        "`quantize` (--format onnx: run in INT8 by OpenVINO or ONNX Runtime)")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="what runs the network; auto: OpenVINO (else ONNX Runtime) for ONNX exports, MXNet for runs "
+                        "and symbol exports; everything around the network is the same")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     p.set_defaults(func=cmd_predict)
 

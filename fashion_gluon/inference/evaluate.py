@@ -14,10 +14,9 @@ from ..errors import DataError
 from ..metrics import normalized_error
 from ..runs import run_data_root
 from .export import read_export_meta
-from .load import load_model
+from .load import load_model, resolve_runtime
 from .model import KeypointModel
 from .predictor import Predictor
-from .runtimes import available_runtimes
 
 
 def evaluate_dataset(model: KeypointModel, dataset: FashionAIDataset, ctx: Sequence[mx.Context] = (mx.cpu(),),
@@ -56,14 +55,13 @@ def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike"
     INT8 export (an ONNX one run by ``runtime``, default OpenVINO where installed), and the NE
     points INT8 loses against fp32."""
     data_root = data_root or run_data_root(run_dir)
-    if runtime is None and read_export_meta(int8_dir)["format"] == "onnx":
-        runtime = "openvino" if "openvino" in available_runtimes() else "onnxruntime"
-    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime or "mxnet")}
+    runtime = resolve_runtime(runtime or "auto", read_export_meta(int8_dir)["format"])
+    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime)}
     if cpu_has_bf16():
         models["bf16"] = load_model(run_dir, precision="bf16")
     ne = {name: evaluate_model(model, data_root, split, batch_size=batch_size)["ne"]
           for name, model in models.items()}
-    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"], "int8_runtime": runtime or "mxnet"}
+    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"], "int8_runtime": runtime}
 
 
 __all__ = ["evaluate_dataset", "evaluate_model", "evaluate_run", "precision_report"]

@@ -14,13 +14,28 @@ from .export import (META, ONNX_RUNTIMES, PREFIX, ExportError, OnnxNet, cpu_only
                      read_export_meta)
 from .model import KeypointModel
 from .quantize import to_bf16
+from .runtimes import available_runtimes
 
 PRECISIONS = ("fp32", "bf16")  # MXNet's; OpenVINO also runs int8 (a QDQ file)
-RUNTIMES = ("mxnet",) + ONNX_RUNTIMES
+#: ``auto``: an ONNX export runs in OpenVINO where it is installed (the fastest runtime measured
+#: here in fp32 and INT8, README "Deployment"), else ONNX Runtime; runs and symbol exports in MXNet.
+RUNTIMES = ("auto", "mxnet") + ONNX_RUNTIMES
+
+
+def resolve_runtime(runtime: str, fmt: str) -> str:
+    """The runtime that ``runtime`` (maybe ``auto``) means for a model of format ``fmt``
+    (``run``, or an export.json format)."""
+    if runtime != "auto":
+        return runtime
+    if fmt != "onnx":
+        return "mxnet"
+    return "openvino" if "openvino" in available_runtimes() else "onnxruntime"
 
 
 def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context], runtime: str, precision: str):
     """The network of an export directory: a SymbolBlock (symbol, int8) or an OnnxNet run by ``runtime``."""
+    if runtime == "mxnet" and meta["format"] == "onnx":
+        raise ExportError(f"{path} is an ONNX export: run it with --runtime onnxruntime or openvino (or auto)")
     if runtime != "mxnet" and meta["format"] != "onnx":
         raise ExportError(f"--runtime {runtime} runs ONNX exports; {path} is a {meta['format']} export "
                           f"(make one with: fashion-gluon export --format onnx)")
@@ -28,8 +43,7 @@ def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context], runtim
         cpu_only(ctx, "an ONNX model")
         if precision == "fp32":  # an INT8 (QDQ) file runs in INT8 unless another precision is asked for
             precision = meta.get("precision", "fp32")
-        return OnnxNet(path / meta["files"][0], meta["net_stride"], "onnxruntime" if runtime == "mxnet" else runtime,
-                       precision)
+        return OnnxNet(path / meta["files"][0], meta["net_stride"], runtime, precision)
     if meta["format"] == "int8":
         cpu_only(ctx, "an INT8 model")
     net = load_symbol(path / PREFIX, ctx[0])
@@ -38,17 +52,21 @@ def _load_exported_net(path: Path, meta: dict, ctx: Sequence[mx.Context], runtim
 
 
 def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),),
-               precision: str = "fp32", runtime: str = "mxnet") -> KeypointModel:
+               precision: str = "fp32", runtime: str = "auto") -> KeypointModel:
     """A KeypointModel of an export directory (any format) or a training run directory;
     ``precision="bf16"`` converts an fp32 MXNet model with ``mx.contrib.amp`` (CPU).
-    ``runtime`` onnxruntime or openvino runs an ONNX export (OpenVINO also in bf16, or INT8
-    for a QDQ-quantized file); the rest of prediction is the same."""
+    ``runtime`` onnxruntime or openvino runs an ONNX export (OpenVINO also in bf16; a
+    QDQ-quantized file in INT8), ``auto`` picks by format (:func:`resolve_runtime`); the rest
+    of prediction is the same."""
     path, ctx = Path(path), list(ctx)
     if runtime not in RUNTIMES:
         raise ExportError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    export = is_export(path)
+    meta = read_export_meta(path) if export else None
+    runtime = resolve_runtime(runtime, meta["format"] if export else "run")
     if runtime == "mxnet" and precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    if not is_export(path):
+    if not export:
         if not (path / LAST).is_file():
             raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
         if runtime != "mxnet":
@@ -56,7 +74,6 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
                               f"(make one with: fashion-gluon export --checkpoint {path} --format onnx --out DIR)")
         model, fmt = KeypointModel.from_run(path, ctx), "run"
     else:
-        meta = read_export_meta(path)
         config, fmt = run_config(path), meta["format"]
         net = _load_exported_net(path, meta, ctx, runtime, precision)
         model = KeypointModel(net, meta["category"], build_codec(config), build_schema(config),
@@ -69,4 +86,4 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     return model
 
 
-__all__ = ["PRECISIONS", "RUNTIMES", "load_model"]
+__all__ = ["PRECISIONS", "RUNTIMES", "resolve_runtime", "load_model"]

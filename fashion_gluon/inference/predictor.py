@@ -160,7 +160,7 @@ class Predictor:
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
-                 num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "mxnet"):
+                 num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "auto"):
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
