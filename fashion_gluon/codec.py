@@ -53,6 +53,10 @@ class HeatmapCodec:
         self.heatmap_size = (height // stride, width // stride)
         self.decoding = decode
 
+    def with_decode(self, decode: str) -> "HeatmapCodec":
+        """The same codec decoding with the rule ``decode`` (``dark`` or ``quarter``)."""
+        return HeatmapCodec(self.input_size, self.stride, self.sigma, self.sigma_factors, decode)
+
     @property
     def sigmas(self) -> np.ndarray:
         """(L,) σ of each target, in heatmap pixels."""

@@ -85,3 +85,11 @@ def test_cli_picks_naive_engine_only_for_cpu_runs():
     assert engine(["train", "--ctx", "gpu0,gpu1"]) == "unset"
     assert engine(["train"], DMLC_ROLE="worker") == "unset"
     assert engine(["train"], MXNET_ENGINE_TYPE="ThreadedEngine") == "ThreadedEngine"
+
+
+@pytest.mark.parametrize("module", ["fashion_gluon", "fashion_gluon.cli"])
+def test_python_dash_m_runs_the_command(module):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: fashion-gluon" in done.stdout, done.stderr[-500:]

@@ -434,3 +434,16 @@ def test_predict_any_images_reports_a_bad_file_and_predicts_the_others(tiny_run,
     assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos / "shot*.jpg"), "--category",
                  "skirt", "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 3
+
+
+def test_decode_option_switches_the_rule_without_touching_the_given_model():
+    model = dot_model()
+    own = model.codec.decoding
+    other = "dark" if own == "quarter" else "quarter"
+    switched = Predictor([model], flip=False, decode=other)
+    assert switched.models[0].codec.decoding == other and model.codec.decoding == own
+    assert switched.models[0].codec.heatmap_size == model.codec.heatmap_size
+    image = block_image((64, 64), CORNERS)
+    np.testing.assert_array_equal(skirt_points(switched.predict([image], SKIRT))[0], block_centres(CORNERS))
+    with pytest.raises(FashionGluonError, match="decode must be one of dark, quarter, got 'argmax'"):
+        Predictor([model], decode="argmax")

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..codec import DECODERS
 from ..data.dataset import layout_paths
 from ..data.images import expand_image_paths, read_image
 from ..data.submission import save_submission, validate_submission, write_submission
@@ -23,7 +24,7 @@ from .common import data_root_of, parse_ctx, parse_scales
 def cmd_predict(args) -> None:
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
-                          precision=args.precision, runtime=args.runtime)
+                          precision=args.precision, runtime=args.runtime, decode=args.decode)
     if args.images:
         return _predict_images(args, predictor)
     data_root = data_root_of(args.data_root, args.checkpoint[0])
@@ -108,6 +109,8 @@ def register(sub) -> None:
     p.add_argument("--runtime", default="auto", choices=RUNTIMES,
                    help="what runs the network; auto: OpenVINO (else ONNX Runtime) for ONNX exports, MXNet for runs "
                         "and symbol exports; everything around the network is the same")
+    p.add_argument("--decode", choices=DECODERS, help="decoding rule instead of the checkpoints' codec.decode: "
+                                                      "dark (sub-pixel, for sharp maps) or quarter (argmax + ¼ px)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     p.set_defaults(func=cmd_predict)
 

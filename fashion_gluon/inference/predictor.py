@@ -26,6 +26,7 @@ Decisions (documented once, here):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Iterator, Sequence, Union
@@ -36,6 +37,7 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
+from ..codec import DECODERS
 from ..data.annotations import Annotations
 from ..data.dataset import load_split
 from ..data.images import read_image
@@ -154,18 +156,24 @@ class Predictor:
 
     ``checkpoints``: run directories, exported models (symbol, ONNX, INT8; see
     :mod:`fashion_gluon.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
-    runs fp32 MXNet models in bfloat16 on the CPU.
+    runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
+    ``decode`` (``dark`` | ``quarter``) overrides the decoding rule of every checkpoint.
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
-                 num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "auto"):
+                 num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "auto",
+                 decode: "str | None" = None):
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
         self.models = [c if isinstance(c, KeypointModel) else load_model(c, self.ctx, precision, runtime)
                        for c in checkpoints]
+        if decode is not None:  # another decoding rule than the checkpoints' configs name
+            if decode not in DECODERS:
+                raise FashionGluonError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+            self.models = [dataclasses.replace(m, codec=m.codec.with_decode(decode)) for m in self.models]
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
             raise FashionGluonError(f"scales must be positive numbers, got {tuple(scales)}")

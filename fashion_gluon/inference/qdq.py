@@ -106,7 +106,8 @@ def _drop_unused_initializers(graph) -> None:
     keep = [initializer for initializer in graph.initializer if initializer.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    inputs = [value for value in graph.input if value.name in used or value.name not in _initializers(graph)]
+    constants = _initializers(graph)
+    inputs = [value for value in graph.input if value.name in used or value.name not in constants]
     del graph.input[:]
     graph.input.extend(inputs)
 
@@ -235,7 +236,7 @@ def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
     onnx.checker.check_model(model)
     with atomic_path(Path(out_path)) as tmp:
         onnx.save(model, str(tmp))
-    return {"quantized_convs": len(convs), "fp32_convs": [name for name in keep],
+    return {"quantized_convs": len(convs), "fp32_convs": list(keep),
             "folded_batchnorms": folded, "weight_bits": bits}
 
 

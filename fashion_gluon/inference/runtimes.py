@@ -8,26 +8,21 @@ the final heatmaps last). Batch size and image size may change from call to call
 onnxruntime and OpenVINO are optional packages, imported only when a runner is built; a
 missing one raises :class:`RuntimeMissingError` naming the extra to install.
 
-Findings: CPN-ResNet-50, K = 24, 256², 2 threads, on a 2-core AMD EPYC (Zen 3: AVX2 + FMA, no
-AVX-512, no VNNI, no bf16) shared with other jobs, so every figure is the best of 3-4
-interleaved rounds (each a median of 5 calls after 2 warm-ups) and ratios are ±30 %:
+Findings on a 2-core AMD EPYC (Zen 3: AVX2 + FMA, no AVX-512, no VNNI, no bf16) shared with
+other jobs; throughput and latency of every path: ``fashion-gluon bench infer`` (README,
+"Deployment"):
 
-* batch 8, img/s: MXNet fp32 4.2, MXNet INT8 7.5, onnxruntime fp32 4.2, onnxruntime INT8
-  (QDQ) 4.9-5.0, OpenVINO f32 5.9-6.0, OpenVINO INT8 (same QDQ file) 11.8-12.5, or 8.7 with
-  :func:`fp32_nodes` kept in fp32. Batch 1, ms: MXNet fp32 309, MXNet INT8 106, onnxruntime
-  fp32 195, OpenVINO f32 182, OpenVINO INT8 82 (92 with the fp32 nodes).
 * OpenVINO ``throughput`` (2 streams × 1 thread, batch split in two) and ``latency`` (1 × 2)
-  were equally fast at batch 8 on a quiet machine (5.95 vs 5.86 img/s); under contention
-  streams were up to 2× faster in one run and slower in another. Batch 1 on one stream of a
-  throughput model took 347 ms against 182 ms as one 2-thread request, hence the fallback.
-  One dynamic-shape compiled model was never faster than per-shape static ones.
+  were equally fast at batch 8 on a quiet machine (5.95 vs 5.86 img/s, CPN-ResNet-50, 256²);
+  under contention streams were up to 2× faster in one run and slower in another. Batch 1 on
+  one stream of a throughput model took 347 ms against 182 ms as one 2-thread request, hence
+  the fallback. One dynamic-shape compiled model was never faster than per-shape static ones.
 * bf16: without bf16 instructions MXNet's converted model fails ("could not create a
   primitive descriptor iterator", oneDNN 2.4) and OpenVINO silently runs f32.
-* Accuracy against MXNet fp32 (Xavier weights, BatchNorm statistics of real images, 8
-  synthetic validation images): fp32 runtimes ≤ 2.3e-6 of max |heatmap|. QDQ INT8 of every
-  layer: mean |Δ| 18-28 % of mean |heatmap|, argmax equal for 25-42 % of keypoints (MXNet
-  INT8: 8-12 %, 61 %); with :func:`fp32_nodes` in fp32 (the stem conv alone does most of it):
-  3.5-5.4 %, 76-87 % argmax equal, in onnxruntime and OpenVINO alike.
+* fp32 runtimes agree with MXNet fp32 to ≤ 2.3e-6 of max |heatmap| (Xavier weights).
+* onnxruntime runs a QDQ file correctly but mostly as dequantize + fp32 convolution (its
+  INT8 kernels want a QuantizeLinear after each Conv as well); OpenVINO runs the same file's
+  convolutions in INT8 (u8 inputs, checked in the tests).
 """
 from __future__ import annotations
 
