@@ -122,7 +122,7 @@ def test_quantize_onnx_writes_qdq_with_fp32_stem_and_heatmap_convs(tiny, tmp_pat
     _, path, int8, report = tiny
     source = onnx.load(str(path)).graph
     assert report["folded_batchnorms"] == sum(n.op_type == "BatchNormalization" for n in source.node) > 20
-    assert report["fp32_convs"][0] == "cpn0_backbone0_resnetv1b_conv0_fwd", "the stem reads the image"
+    assert report["fp32_convs"][0].endswith("_backbone0_resnetv1b_conv0_fwd"), "the stem reads the image"
     assert sum("heatmapconv" in name for name in report["fp32_convs"]) == len(report["fp32_convs"]) - 1 == 5
     graph = onnx.load(str(int8)).graph
     ops = [node.op_type for node in graph.node]
