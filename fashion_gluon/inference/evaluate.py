@@ -13,8 +13,7 @@ from ..data.dataset import FashionAIDataset
 from ..errors import DataError
 from ..metrics import normalized_error
 from ..runs import run_data_root
-from .export import read_export_meta
-from .load import load_model, resolve_runtime
+from .load import load_model
 from .model import KeypointModel
 from .predictor import Predictor
 
@@ -55,8 +54,8 @@ def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike"
     INT8 export (an ONNX one run by ``runtime``, default OpenVINO where installed), and the NE
     points INT8 loses against fp32."""
     data_root = data_root or run_data_root(run_dir)
-    runtime = resolve_runtime(runtime or "auto", read_export_meta(int8_dir)["format"])
-    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime)}
+    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime or "auto")}
+    runtime = getattr(models["int8"].net, "runtime", "mxnet")  # what auto chose: OnnxNet says, MXNet nets do not
     if cpu_has_bf16():
         models["bf16"] = load_model(run_dir, precision="bf16")
     ne = {name: evaluate_model(model, data_root, split, batch_size=batch_size)["ne"]

@@ -228,9 +228,10 @@ def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
     folded = fold_batchnorms(graph)
     keep = fp32_convs(graph) if keep_fp32 is None else list(keep_fp32)
     constant = _initializers(graph)  # a weight computed in the graph (e.g. reshaped) stays fp32
-    convs = [node.name for node in graph.node
-             if node.op_type == "Conv" and node.name not in keep and node.input[1] in constant]
-    sources = list(dict.fromkeys(node.input[0] for node in graph.node if node.name in set(convs)))
+    chosen = [node for node in graph.node
+              if node.op_type == "Conv" and node.name not in keep and node.input[1] in constant]
+    convs = [node.name for node in chosen]
+    sources = list(dict.fromkeys(node.input[0] for node in chosen))
     ranges = calibrate(model, sources, calibration)
     quantize_graph(graph, ranges, convs, bits)
     onnx.checker.check_model(model)

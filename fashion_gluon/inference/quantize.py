@@ -108,15 +108,18 @@ def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", cal
     size, out = tuple(config["data"]["input_size"]), Path(out_dir)
     calibration = calibration_loader(dataset, calib_images, batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    tic = time.perf_counter()
     if fmt == "mxnet":
-        files, details = export_symbol(quantize(net, calibration, calib_mode), size, out / PREFIX), {}
+        tic = time.perf_counter()
+        qnet, details = quantize(net, calibration, calib_mode), {}
+        seconds = time.perf_counter() - tic
+        files = export_symbol(qnet, size, out / PREFIX)
     else:
         with tempfile.TemporaryDirectory() as folder:
             fp32 = export_onnx(net, size, Path(folder) / "fp32.onnx")
+            tic = time.perf_counter()
             details = quantize_onnx(fp32, out / f"{PREFIX}.onnx", (data.asnumpy() for data, _ in calibration))
+            seconds = time.perf_counter() - tic
         files = (out / f"{PREFIX}.onnx",)
-    seconds = time.perf_counter() - tic
     return finish_export(out, "int8" if fmt == "mxnet" else "onnx", files, run_dir, config, state, net.stride,
                          precision="int8", calib_images=min(calib_images, len(dataset)), calib_mode=calib_mode,
                          calib_seconds=seconds, **details)
