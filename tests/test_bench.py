@@ -23,7 +23,21 @@ def test_format_result_lists_models_and_data():
                               "int8_speedup": 3.0, "bf16_speedup": 1.25}}}
     text = bench.format_result(result)
     assert "100.0 GFLOP/s" in text and "jpeg 256²:   400.0 img/s/core" in text
-    assert "(66 % of peak)" in text and "INT8 3.00x" in text
+    assert "(66 % of peak)" in text and "INT8 3.00x" in text and "bf16 1.25x" in text
+
+
+def test_bench_precisions_measures_bf16_only_where_the_cpu_has_it():
+    from fashion_gluon.cpu import NO_BF16, cpu_has_bf16
+    figures = bench.bench_precisions("hourglass_small", batch=2, size=64, warmup=1, iters=1)
+    rates = figures["precision_img_per_s"]
+    assert set(rates) == ({"fp32", "int8", "bf16"} if cpu_has_bf16() else {"fp32", "int8"})
+    assert figures["int8_speedup"] == pytest.approx(rates["int8"] / rates["fp32"])
+    assert ("bf16_speedup" in figures) == cpu_has_bf16() and figures.get("bf16_missing", NO_BF16) == NO_BF16
+    text = bench.format_result({"gemm_peak_gflops": 1.0, "model": {"m": {
+        "gmacs_per_img": 1.0, "infer_img_per_s": 1.0, "train_img_per_s": 1.0, "infer_peak_share": 0.5,
+        "train_peak_share": 0.5, "precision_img_per_s": {"fp32": 1.0, "int8": 2.0}, "int8_speedup": 2.0,
+        "bf16_missing": NO_BF16}}})
+    assert f"INT8 2.00x fp32 (no bf16: {NO_BF16})" in text
 
 
 def test_decoding_floor_of_dark_is_below_the_goal_and_far_below_the_quarter_rule(tiny_data, capsys):

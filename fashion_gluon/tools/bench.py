@@ -47,6 +47,7 @@ import cv2
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from ..cpu import NO_BF16, cpu_has_bf16
 from ..data.dataset import FashionAIDataset
 from ..data.recordio import RecordDataset, pack
 from ..data.synthetic import generate_dataset
@@ -211,18 +212,21 @@ def bench_data(data_root=None, sizes: tuple[int, ...] = (256, 384), images: int 
 
 def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: "int | None" = None,
                      warmup: int = 2, iters: int = 5) -> dict:
-    """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``) and
-    INT8 (``quantize_net``, calibrated on random images) on the CPU."""
+    """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``; only
+    on a CPU with native bf16, else ``bf16_missing`` says why) and INT8 (``quantize_net``,
+    calibrated on random images) on the CPU."""
     net = get_model(name, num_keypoints or load_schema().num_keypoints)
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
     rates = {"fp32": batch / infer_seconds(net, x, warmup, iters)}
-    rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
     calib = gluon.data.DataLoader(gluon.data.ArrayDataset(mx.nd.random.uniform(shape=(2 * batch, 3, size, size)),
                                                           mx.nd.zeros(2 * batch)), batch_size=batch)
     rates["int8"] = batch / infer_seconds(quantize(net, calib), x, warmup, iters)
-    return {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"],
-            "bf16_speedup": rates["bf16"] / rates["fp32"]}
+    result = {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"]}
+    if not cpu_has_bf16():
+        return {**result, "bf16_missing": NO_BF16}
+    rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
+    return {**result, "bf16_speedup": rates["bf16"] / rates["fp32"]}
 
 
 def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
@@ -254,9 +258,11 @@ def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256,
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":
         result["model"] = {name: {**bench_model(name, batch, size, peak_gflops=result["gemm_peak_gflops"]),
-                                  **bench_precisions(name, batch, size),
-                                  "train_bf16_img_per_s": bench_train_bf16(name, batch, size)}
+                                  **bench_precisions(name, batch, size)}
                            for name in ALL_MODELS}
+        for name, figures in result["model"].items():
+            if "bf16_missing" not in figures:
+                figures["train_bf16_img_per_s"] = bench_train_bf16(name, batch, size)
     return result
 
 
@@ -273,8 +279,10 @@ def format_result(result: dict) -> str:
                      f"({100 * figures['train_peak_share']:.0f} % of peak)")
         if "int8_speedup" in figures:
             rates = figures["precision_img_per_s"]
+            bf16 = (f", bf16 {figures['bf16_speedup']:.2f}x" if "bf16_speedup" in figures
+                    else f" (no bf16: {figures['bf16_missing']})")
             lines.append("  inference " + ", ".join(f"{k} {v:.2f} img/s" for k, v in rates.items())
-                         + f"; INT8 {figures['int8_speedup']:.2f}x, bf16 {figures['bf16_speedup']:.2f}x fp32")
+                         + f"; INT8 {figures['int8_speedup']:.2f}x fp32{bf16}")
         if "train_bf16_img_per_s" in figures:
             lines.append(f"  training bf16 {figures['train_bf16_img_per_s']:.2f} img/s")
     return "\n".join(lines)
