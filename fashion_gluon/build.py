@@ -52,7 +52,8 @@ def build_model(config: dict, category: str, ctx: Sequence[mx.Context]) -> gluon
 def build_loss(config: dict) -> gluon.HybridBlock:
     """The hybridized training loss of the config's model family."""
     loss = config["loss"]
-    loss_fn = build_family(config).loss(float(loss["fg_weight"]), loss["top_k"], bool(loss["ohkm"]))
+    loss_fn = build_family(config).loss(float(loss["fg_weight"]), loss["top_k"], bool(loss["ohkm"]),
+                                        float(loss["integral_weight"]), float(loss["integral_beta"]))
     loss_fn.hybridize(static_alloc=True, static_shape=True)
     return loss_fn
 

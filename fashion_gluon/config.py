@@ -50,6 +50,8 @@ DEFAULTS: dict[str, Any] = {
         "fg_weight": 0.0,           # pixel weight 1 + fg_weight * target (from-scratch training needs ~10)
         "top_k": None,              # OHKM keypoints per sample; None = half of them
         "ohkm": True,               # hourglass: OHKM on the last stack
+        "integral_weight": 0.0,     # > 0: add this times the soft-argmax L1 distance (heatmap px)
+        "integral_beta": 10.0,      # softmax sharpness of that soft-argmax
     },
     "train": {
         "epochs": 28,
@@ -180,7 +182,8 @@ _RANGES: dict[str, tuple] = {
     "data.num_workers": ("int", 0, None, True), "data.rotate_p": ("number", 0, 1, True),
     "data.max_rotate": ("number", 0, 180, True), "data.flip_p": ("number", 0, 1, True),
     "data.crop_margin": ("number", 0, None, True),
-    "loss.fg_weight": ("number", 0, None, True),
+    "loss.fg_weight": ("number", 0, None, True), "loss.integral_weight": ("number", 0, None, True),
+    "loss.integral_beta": ("number", 0, None, False),
     "train.epochs": ("int", 1, None, True), "train.batch_size": ("int", 1, None, True),
     "train.lr": ("number", 0, None, False), "train.momentum": ("number", 0, 1, True),
     "train.wd": ("number", 0, None, True), "train.warmup_steps": ("int", 0, None, True),

@@ -38,16 +38,17 @@ class ModelFamily:
 
     name: str
     sigma_factors: tuple[float, ...]  # σ factor of each target level (1 level: broadcast to every output)
-    make_loss: Callable[[float, "int | None", bool], gluon.HybridBlock]  # (fg_weight, top_k, ohkm) -> loss
+    make_loss: Callable[..., gluon.HybridBlock]  # (fg_weight, top_k, ohkm, integral_weight, integral_beta) -> loss
 
     def codec(self, input_size: Sequence[int], stride: int, sigma: float, decode: str = "dark") -> HeatmapCodec:
         """The codec whose targets line up with this family's outputs (``decode``: see
         :meth:`HeatmapCodec.decode`)."""
         return HeatmapCodec(tuple(input_size), stride, sigma, self.sigma_factors, decode)
 
-    def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True) -> gluon.HybridBlock:
-        """The training loss over this family's outputs."""
-        return self.make_loss(fg_weight, top_k, ohkm)
+    def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True,
+             integral_weight: float = 0.0, integral_beta: float = 10.0) -> gluon.HybridBlock:
+        """The training loss over this family's outputs (see :mod:`~.losses`)."""
+        return self.make_loss(fg_weight, top_k, ohkm, integral_weight, integral_beta)
 
     @staticmethod
     def final(outputs):
@@ -56,10 +57,13 @@ class ModelFamily:
 
 
 CPN_FAMILY = ModelFamily("cpn", CPN_GLOBAL_SIGMA_FACTORS + (1.0,),
-                         lambda fg_weight, top_k, ohkm: CPNLoss(num_global=NUM_LEVELS, top_k=top_k, fg_weight=fg_weight))
+                         lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: CPNLoss(
+                             num_global=NUM_LEVELS, top_k=top_k, fg_weight=fg_weight,
+                             integral_weight=integral_weight, integral_beta=integral_beta))
 HOURGLASS_FAMILY = ModelFamily("hourglass", (1.0,),
-                               lambda fg_weight, top_k, ohkm: HourglassLoss(use_ohkm=ohkm, top_k=top_k,
-                                                                            fg_weight=fg_weight))
+                               lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: HourglassLoss(
+                                   use_ohkm=ohkm, top_k=top_k, fg_weight=fg_weight,
+                                   integral_weight=integral_weight, integral_beta=integral_beta))
 _BY_CLASS = {CPN: CPN_FAMILY, StackedHourglass: HOURGLASS_FAMILY}
 
 

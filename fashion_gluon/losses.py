@@ -18,6 +18,13 @@ batch without any counted keypoint gives 0. OHKM takes, per sample, the mean
 of the ``top_k`` largest weighted per-keypoint losses among that sample's
 counted keypoints (all of them when fewer are counted), then averages over
 the samples that have a counted keypoint. Batch losses are shape (1,) arrays.
+
+Integral term (optional, ``integral_weight`` > 0; Sun et al., "Integral Human Pose
+Regression", 2018): the final heatmaps are turned into distributions by a softmax of
+``integral_beta * heatmap`` over the pixels, whose expectation is a differentiable
+(soft-argmax) point; its L1 distance in heatmap pixels to the expectation of the
+normalized target Gaussian is averaged like the MSE and added ``integral_weight`` times.
+It supervises the point itself, not only the shape of the map.
 """
 from __future__ import annotations
 
@@ -57,6 +64,53 @@ def _check_top_k(top_k: "int | None") -> "int | None":
 def _as_tuple(outputs) -> tuple:
     """A model's outputs as a tuple (a single heatmap array becomes a 1-tuple)."""
     return tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs,)
+
+
+def soft_argmax(F, heatmaps, beta: "float | None" = None):
+    """Expected (x, y) in heatmap pixels, each (N, K), of heatmaps (N, K, h, w) read as
+    distributions: ``softmax(beta * heatmaps)`` over the pixels, or with ``beta`` None the
+    heatmaps divided by their sum (for non-negative maps such as targets)."""
+    flat = F.reshape(heatmaps, (0, 0, -1))
+    if beta is None:
+        flat = F.broadcast_div(flat, F.maximum(F.sum(flat, axis=2, keepdims=True), 1e-12))
+    else:
+        flat = F.softmax(beta * flat, axis=2)
+    prob = F.reshape_like(flat, heatmaps)
+    cols, rows = F.sum(prob, axis=2), F.sum(prob, axis=3)  # (N, K, w), (N, K, h)
+    x = F.sum(F.broadcast_mul(cols, F.reshape(F.contrib.arange_like(cols, axis=-1), (1, 1, -1))), axis=2)
+    y = F.sum(F.broadcast_mul(rows, F.reshape(F.contrib.arange_like(rows, axis=-1), (1, 1, -1))), axis=2)
+    return x, y
+
+
+class IntegralLoss(gluon.HybridBlock):
+    """L1 distance (heatmap pixels) between the soft-argmax of the predicted heatmaps and
+    the target Gaussians' centres, as a weighted mean over the counted keypoints (1,)."""
+
+    def __init__(self, beta: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        if not beta > 0:
+            raise ValueError(f"integral beta must be > 0, got {beta}")
+        self.beta = float(beta)
+
+    def per_keypoint(self, pred, target, weight):
+        """Weighted per-keypoint distances (N, K)."""
+        return self._per_keypoint(_namespace(pred), pred, target, weight)
+
+    def _per_keypoint(self, F, pred, target, weight):
+        target = F.reshape_like(target, pred)
+        x, y = soft_argmax(F, pred, self.beta)
+        tx, ty = soft_argmax(F, target)
+        return (F.abs(x - F.BlockGrad(tx)) + F.abs(y - F.BlockGrad(ty))) * weight
+
+    def hybrid_forward(self, F, pred, target, weight):
+        """Batch loss (1,): ``sum(w * d) / max(sum(w), 1)``."""
+        return F.sum(self._per_keypoint(F, pred, target, weight)) / F.maximum(F.sum(weight), 1.0)
+
+
+def _integral(weight: float, beta: float) -> "IntegralLoss | None":
+    if weight < 0:
+        raise ValueError(f"integral_weight must be >= 0, got {weight}")
+    return IntegralLoss(beta) if weight > 0 else None
 
 
 class MaskedMSELoss(gluon.HybridBlock):
@@ -116,17 +170,21 @@ class CPNLoss(gluon.HybridBlock):
 
     ``target`` is (N, num_global + 1, K, h, w) or a list of num_global + 1
     (N, K, h, w) arrays aligned with the outputs (coarse GlobalNet targets first).
+    With ``integral_weight`` > 0, ``integral_weight * Integral(refine, target_last)`` is added.
     """
 
     def __init__(self, num_global: int = 4, global_weight: float = 0.5,
-                 top_k: "int | None" = None, fg_weight: float = 0.0, **kwargs):
+                 top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
+                 integral_beta: float = 10.0, **kwargs):
         super().__init__(**kwargs)
         if num_global < 1:
             raise ValueError(f"num_global must be >= 1, got {num_global}")
         self.num_global, self.global_weight = int(num_global), float(global_weight)
+        self.integral_weight = float(integral_weight)
         with self.name_scope():
             self.mse = MaskedMSELoss(fg_weight)
             self.ohkm = OHKMLoss(top_k, fg_weight)
+            self.integral = _integral(self.integral_weight, integral_beta)
 
     def _targets(self, target) -> list:
         """Per-output targets from a list or an (N, L, K, h, w) array."""
@@ -138,7 +196,8 @@ class CPNLoss(gluon.HybridBlock):
         return list(_namespace(target).split(target, num_outputs=levels, axis=1, squeeze_axis=True))
 
     def parts(self, outputs, target, weight) -> tuple:
-        """``(sum of the GlobalNet MSEs, RefineNet OHKM)``, each (1,), unweighted."""
+        """``(sum of the GlobalNet MSEs, RefineNet OHKM)``, each (1,), unweighted; with the
+        integral term a third part, its distance on RefineNet's output."""
         outputs = _as_tuple(outputs)
         if len(outputs) != self.num_global + 1:
             raise ValueError(f"CPNLoss expects {self.num_global + 1} outputs "
@@ -147,36 +206,44 @@ class CPNLoss(gluon.HybridBlock):
         global_loss = self.mse(outputs[0], targets[0], weight)
         for out, tgt in zip(outputs[1:-1], targets[1:-1]):
             global_loss = global_loss + self.mse(out, tgt, weight)
-        return global_loss, self.ohkm(outputs[-1], targets[-1], weight)
+        parts = (global_loss, self.ohkm(outputs[-1], targets[-1], weight))
+        return parts if self.integral is None else parts + (self.integral(outputs[-1], targets[-1], weight),)
 
     def hybrid_forward(self, F, outputs, target, weight):
         """Total loss (1,)."""
-        global_loss, refine_loss = self.parts(outputs, target, weight)
-        return self.global_weight * global_loss + refine_loss
+        global_loss, refine_loss, *integral = self.parts(outputs, target, weight)
+        total = self.global_weight * global_loss + refine_loss
+        return total + self.integral_weight * integral[0] if integral else total
 
 
 class HourglassLoss(gluon.HybridBlock):
     """Stacked Hourglass loss with intermediate supervision: the masked MSE of
     every stack against the same target, the last stack's MSE replaced by OHKM
-    when ``use_ohkm``. ``target`` is (N, K, h, w) or (N, 1, K, h, w)."""
+    when ``use_ohkm``; with ``integral_weight`` > 0 the integral term on the last stack is
+    added that many times. ``target`` is (N, K, h, w) or (N, 1, K, h, w)."""
 
     def __init__(self, use_ohkm: bool = False, top_k: "int | None" = None,
-                 fg_weight: float = 0.0, **kwargs):
+                 fg_weight: float = 0.0, integral_weight: float = 0.0, integral_beta: float = 10.0, **kwargs):
         super().__init__(**kwargs)
+        self.integral_weight = float(integral_weight)
         with self.name_scope():
             self.mse = MaskedMSELoss(fg_weight)
             self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
+            self.integral = _integral(self.integral_weight, integral_beta)
 
     def parts(self, outputs, target, weight) -> tuple:
-        """``(sum over the intermediate stacks, last stack)``, each (1,)."""
+        """``(sum over the intermediate stacks, last stack)``, each (1,); with the integral
+        term a third part, its distance on the last stack."""
         outputs = _as_tuple(outputs)
         last = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], target, weight)
         intermediate = _namespace(last).zeros_like(last)
         for out in outputs[:-1]:
             intermediate = intermediate + self.mse(out, target, weight)
-        return intermediate, last
+        parts = (intermediate, last)
+        return parts if self.integral is None else parts + (self.integral(outputs[-1], target, weight),)
 
     def hybrid_forward(self, F, outputs, target, weight):
-        """Total loss (1,): the sum over all stacks."""
-        intermediate, last = self.parts(outputs, target, weight)
-        return intermediate + last
+        """Total loss (1,): the sum over all stacks (plus the weighted integral term)."""
+        intermediate, last, *integral = self.parts(outputs, target, weight)
+        total = intermediate + last
+        return total + self.integral_weight * integral[0] if integral else total

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from fashion_gluon.losses import (CPNLoss, HourglassLoss, MaskedMSELoss, OHKMLoss)
+from fashion_gluon.losses import CPNLoss, HourglassLoss, IntegralLoss, MaskedMSELoss, OHKMLoss, soft_argmax
 
 PRED = np.zeros((2, 3, 2, 2), np.float32)
 TARGET = np.zeros((2, 3, 2, 2), np.float32)
@@ -163,3 +163,76 @@ def test_invalid_arguments():
         OHKMLoss(top_k=0)
     with pytest.raises(ValueError, match=r"^fg_weight must be >= 0, got -1$"):
         MaskedMSELoss(fg_weight=-1)
+
+
+# --------------------------------------------------------------------------- integral term
+
+def gaussian_maps(centres, size=(24, 32), sigma=1.5):
+    """(N, K, h, w) Gaussians at ``centres`` (N, K, 2) of (x, y) heatmap pixels."""
+    rows, cols = np.mgrid[: size[0], : size[1]]
+    c = np.asarray(centres, np.float32)[..., None, None]
+    return np.exp(-((cols - c[..., 0, :, :]) ** 2 + (rows - c[..., 1, :, :]) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+# at least 4 σ + the largest test shift (3 px) from every border: no Gaussian is cut off
+CENTRES = np.array([[[9.3, 10.6], [16.0, 9.5], [12.75, 11.2]], [[20.4, 13.1], [11.0, 12.0], [14.6, 9.9]]], np.float32)
+
+
+def test_soft_argmax_of_a_normalized_gaussian_is_its_centre():
+    x, y = soft_argmax(nd, nd.array(gaussian_maps(CENTRES)))
+    np.testing.assert_allclose(np.stack([x.asnumpy(), y.asnumpy()], -1), CENTRES, atol=2e-3)
+
+
+def test_soft_argmax_of_sharp_logits_is_the_peak():
+    peaks = np.zeros((1, 1, 5, 7), np.float32)
+    peaks[0, 0, 3, 6] = 4.0
+    x, y = soft_argmax(nd, nd.array(peaks), beta=10.0)  # exp(-40) of the mass elsewhere
+    assert (float(x.asscalar()), float(y.asscalar())) == pytest.approx((6.0, 3.0), abs=1e-6)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_integral_loss_is_the_weighted_mean_l1_distance_of_the_points(hybridize):
+    centres = np.round(CENTRES)
+    shifted = centres + np.array([[[1, 0], [0, -2], [1, 1]], [[-1, -1], [0, 0], [3, 0]]], np.float32)
+    pred = 4.0 * gaussian_maps(shifted, sigma=0.3)   # one pixel of height 4: beta = 10 reads the peak
+    weight = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+    loss = IntegralLoss(beta=10.0)
+    per_keypoint = loss.per_keypoint(nd.array(pred), nd.array(gaussian_maps(centres)), nd.array(weight))
+    np.testing.assert_allclose(per_keypoint.asnumpy(), [[1, 2, 0], [2, 0, 3]], atol=1e-3)
+    assert run(loss, pred, gaussian_maps(centres), weight, hybridize=hybridize) == pytest.approx(8 / 5, rel=1e-3)
+
+
+def test_integral_gradient_moves_the_point_toward_the_target():
+    target, pred = gaussian_maps(CENTRES[:1]), nd.array(gaussian_maps(CENTRES[:1] + 2.0))
+    loss, weight = IntegralLoss(beta=5.0), nd.ones((1, 3))
+    before = float(loss(pred, nd.array(target), weight).asscalar())
+    pred.attach_grad()
+    with autograd.record():
+        value = loss(pred, nd.array(target), weight)
+    value.backward()
+    after = float(loss(pred - 0.5 * pred.grad, nd.array(target), weight).asscalar())
+    assert after < before
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_cpn_and_hourglass_losses_add_the_weighted_integral_term_on_the_final_output(hybridize):
+    target, pred = gaussian_maps(CENTRES), gaussian_maps(CENTRES + 1.0)
+    weight = np.ones((2, 3), np.float32)
+    integral = run(IntegralLoss(beta=4.0), pred, target, weight)
+    outputs = (pred,) * 5
+    cpn_plain = run(CPNLoss(), outputs, (target,) * 5, weight)
+    with_term = CPNLoss(integral_weight=0.3, integral_beta=4.0)
+    assert run(with_term, outputs, (target,) * 5, weight, hybridize=hybridize) == pytest.approx(
+        cpn_plain + 0.3 * integral, rel=1e-5)
+    parts = with_term.parts(tuple(nd.array(p) for p in outputs), [nd.array(target)] * 5, nd.array(weight))
+    assert len(parts) == 3 and float(parts[2].asscalar()) == pytest.approx(integral, rel=1e-5)
+    hourglass = HourglassLoss(integral_weight=2.0, integral_beta=4.0)
+    assert run(hourglass, (pred, pred), target, weight, hybridize=hybridize) == pytest.approx(
+        run(HourglassLoss(), (pred, pred), target, weight) + 2.0 * integral, rel=1e-5)
+
+
+def test_integral_settings_are_checked():
+    with pytest.raises(ValueError, match="integral_weight must be >= 0"):
+        CPNLoss(integral_weight=-1)
+    with pytest.raises(ValueError, match="integral beta must be > 0"):
+        HourglassLoss(integral_weight=1, integral_beta=0)
