@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fashion_gluon.data.synthetic import (VARY_SIZE_RANGE, draw_garment, ensure_dataset, generate_dataset, image_name,
-                                          render_sample, sample_garment, split_counts)
+from fashion_gluon.data.synthetic import (JPEG_QUALITY_RANGE, MAX_BULGE, MAX_SHEAR, VARY_SIZE_RANGE, _placement, _shade,
+                                          draw_garment, ensure_dataset, generate_dataset, image_name, render_sample,
+                                          sample_garment, split_counts)
 from fashion_gluon.errors import ConfigError
 from _fashionai import (CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS,
                                      SUBMISSION_COLUMNS)
@@ -88,6 +89,29 @@ def test_only_category_keypoints_are_annotated_and_inside(small_set):
             assert np.all((points[own, 1] >= 0) & (points[own, 1] < SMALL[0]))
 
 
+def quantization_tables(jpeg: bytes) -> bytes:
+    """The DQT segments of a JPEG file (they are fixed by the encoder's quality)."""
+    tables, at = b"", 2
+    while jpeg[at + 1] != 0xDA:  # up to the start of scan
+        length = int.from_bytes(jpeg[at + 2:at + 4], "big")
+        if jpeg[at + 1] == 0xDB:
+            tables += jpeg[at + 4:at + 2 + length]
+        at += 2 + length
+    return tables
+
+
+def test_jpeg_quality_is_drawn_per_image_within_its_range(small_set):
+    root, _ = small_set
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    quality_of = {quantization_tables(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()): q
+                  for q in range(30, 101)}
+    assert len(quality_of) == 71  # every quality has its own tables
+    qualities = [quality_of[quantization_tables(path.read_bytes())] for path in sorted(root.rglob("*.jpg"))]
+    assert len(qualities) == 15
+    assert all(JPEG_QUALITY_RANGE[0] <= q <= JPEG_QUALITY_RANGE[1] for q in qualities), qualities
+    assert len(set(qualities)) >= 8 and max(qualities) - min(qualities) >= 20, qualities
+
+
 def snapshot(root: Path) -> tuple[bytes, bytes, bytes, dict[str, np.ndarray]]:
     csvs = tuple((root / p).read_bytes()
                  for p in ("train/Annotations/train.csv", "test/test.csv", "test/annotations.csv"))
@@ -130,6 +154,67 @@ def test_left_keypoints_are_left_and_poses_are_asymmetric():
             assert all(points[a][0] < points[b][0] for a, b in pairs), (category, n)
             mirrored = [np.abs(points[a] * (-1, 1) - points[b]).max() for a, b in pairs]
             assert max(mirrored) > 0.01  # left and right sides differ
+
+
+def chord_deviations(part: np.ndarray, corners: list[np.ndarray]) -> list[float]:
+    """For each edge of the closed outline ``part`` between consecutive ``corners`` (exact vertices):
+    the largest distance of its other vertices from the straight chord, over the chord's length."""
+    at = sorted(int(np.flatnonzero(np.all(part == c, axis=1))[0]) for c in corners)
+    ratios = []
+    for start, stop in zip(at, at[1:] + [at[0] + len(part)]):
+        a, b = part[start], part[stop % len(part)]
+        between = part[np.arange(start + 1, stop) % len(part)]
+        chord = b - a
+        cross = np.abs(chord[0] * (between[:, 1] - a[1]) - chord[1] * (between[:, 0] - a[0]))
+        ratios.append(float(cross.max(initial=0.0) / (chord @ chord)))
+    return ratios
+
+
+def test_garment_edges_bend_slightly_and_keypoints_stay_exact_vertices():
+    sleeve_names = ("shoulder", "cuff", "armpit")
+    ratios = []
+    for c_index, category in enumerate(CATEGORIES):
+        for n in range(10):
+            garment = sample_garment(category, np.random.default_rng([7, c_index, n]))
+            vertices = np.concatenate(garment.parts)
+            gaps = [np.abs(vertices - p).max(axis=1).min() for p in garment.points.values()]
+            assert max(gaps) <= 1e-12, (category, n)  # center_front: the neckline curve's middle, to rounding
+            if category == "trousers":  # legs: the keypoints are the only corners of the outline
+                ratios += chord_deviations(garment.parts[0], list(garment.points.values()))
+            for part in garment.parts[1:]:  # sleeves
+                corners = [p for k, p in garment.points.items() if KEYPOINT_NAMES[k].startswith(sleeve_names)
+                           and np.all(part == p, axis=1).any()]
+                assert len(corners) == 4
+                ratios += chord_deviations(part, corners)
+    ratios = np.array(ratios)
+    assert len(ratios) == 10 * (7 + 3 * 2 * 4)
+    assert ratios.max() <= MAX_BULGE + 1e-9  # at most a slight bulge
+    assert np.mean(ratios > 0.01) >= 0.6, np.mean(ratios > 0.01)  # most edges are curved, not straight
+
+
+def test_shading_varies_the_garment_and_leaves_the_rest_alone():
+    mask = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(mask, (80, 60), (50, 40), 0, 0, 360, 255, -1)
+    spreads = []
+    for seed in range(20):
+        image = np.full((120, 160, 3), 128, np.uint8)
+        _shade(np.random.default_rng(seed), image, mask)
+        assert np.all(image[mask == 0] == 128)
+        inside = image[mask > 0].astype(int)
+        assert np.all(inside[:, 0] == inside[:, 1]) and np.all(inside[:, 0] == inside[:, 2])  # brightness only
+        spreads.append(inside.max() - inside.min())
+    assert np.mean(np.array(spreads) >= 20) >= 0.8, spreads  # folds and gradients, not a flat fill
+
+
+def test_placement_shears_mildly():
+    anisotropy = []
+    for n in range(30):
+        rng = np.random.default_rng([3, n])
+        matrix, _ = _placement(rng, sample_garment("blouse", rng), "blouse", (512, 512))
+        singular = np.linalg.svd(matrix[:, :2], compute_uv=False)
+        anisotropy.append(singular[0] / singular[1])
+    assert max(anisotropy) > 1.05  # not a similarity any more
+    assert max(anisotropy) <= (1 + MAX_SHEAR) / (1 - MAX_SHEAR) + 1e-9  # shear = I + E, |E| <= MAX_SHEAR
 
 
 def samples(count_per_category: int, size=(128, 128)):

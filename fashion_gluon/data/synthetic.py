@@ -3,11 +3,14 @@
 Every garment is *built from its keypoints*: a canonical template of the
 category is sampled (neckline, shoulders, armpits, cuffs, hems, waistband,
 crotch, ...) with random sleeve/leg angles, lengths, widths and independent
-left/right jitter, then moved by a random similarity transform (size 0.65-0.95
-of the shorter image side, rotation within ±10°, centred with jitter as in product photos) and drawn as
-filled polygons (body, sleeves, legs) whose corners *are* the keypoints, over
-a cluttered background, with a textured fabric, seams, sometimes a wearer
-(skin, a second garment), an occluder, uneven lighting, blur and noise.
+left/right jitter, then moved by a random affine transform (size 0.65-0.95
+of the shorter image side, rotation within ±10°, shear within ±0.08, centred with
+jitter as in product photos) and drawn as filled polygons (body, sleeves, legs)
+whose corners *are* the keypoints; the edges between them bow out or in by up to
+6 % of their length, as cloth does. They are drawn over a cluttered background,
+with a textured fabric shaded by a gradient and soft folds, seams, sometimes a
+wearer (skin, a second garment), an occluder, uneven lighting, blur and noise,
+and each image is saved at its own JPEG quality (60-95).
 
 Conventions (see :mod:`fashion_gluon.schema`): left keypoints lie on the
 image's left in the canonical pose; coordinates are integer pixels;
@@ -65,7 +68,14 @@ CUT_PROBABILITY = 0.3           # chance to push the garment partly out of the f
 OCCLUDE_PROBABILITY = 0.6       # chance of an occluder over a keypoint
 WEARER_PROBABILITY = 0.5        # chance to draw skin (arms, neck, legs) and a companion garment
 VARY_SIZE_RANGE = (320, 640)    # H and W range of ``vary_size``
-JPEG_QUALITY = 90
+JPEG_QUALITY_RANGE = (60, 95)   # each image's JPEG quality, drawn uniformly (inclusive)
+MAX_BULGE = 0.06                # sideways shift of a garment edge's midpoint / the edge's length
+CURVE_SEGMENTS = 8              # straight pieces per curved edge (even: the shifted midpoint is a vertex)
+MAX_SHEAR = 0.08                # horizontal and vertical shear of the placement
+SHADE_GRADIENT = 0.25           # largest brightness change of the shading from the garment's centre to its edge
+FOLD_COUNT = (0, 4)             # soft dark or light bands (folds) on the fabric (inclusive)
+FOLD_GAIN = (-0.35, 0.2)        # brightness change at a fold's ridge
+SHADE_CELL = 4                  # px between samples of the shading field (bilinearly enlarged)
 FABRICS = ("plain", "hstripes", "vstripes", "diagonal", "checks", "dots", "mottled")
 SKIN_TONES = np.array([[241, 194, 167], [224, 172, 105], [198, 134, 66],
                        [141, 85, 36], [255, 219, 172], [160, 110, 80]])
@@ -110,10 +120,22 @@ def _jitter(rng: np.random.Generator, base: float, rel: float = 0.08) -> float:
 
 
 def _bezier(p0: np.ndarray, through: np.ndarray, p2: np.ndarray, n: int = 7) -> np.ndarray:
-    """n points (n odd) of the quadratic curve from p0 to p2 passing through ``through`` at its middle."""
+    """n points (n odd) of the quadratic curve from p0 to p2 passing through ``through`` at its
+    middle; the first is exactly p0. Arguments of shape (..., 2) give (n, ..., 2): one curve each."""
     control = 2.0 * through - 0.5 * (p0 + p2)
-    t = np.linspace(0.0, 1.0, n)[:, None]
+    t = np.linspace(0.0, 1.0, n).reshape((n,) + (1,) * np.ndim(p0))
     return (1 - t) ** 2 * p0 + 2 * t * (1 - t) * control + t ** 2 * p2
+
+
+def _bent(rng: np.random.Generator, corners: list[np.ndarray]) -> np.ndarray:
+    """The path through ``corners`` with every edge bowed out or in: a quadratic curve through
+    the edge's midpoint moved sideways by up to ``MAX_BULGE`` of the edge's length. The corners
+    are exact vertices of the result (first and last included)."""
+    start, end = np.stack(corners[:-1]), np.stack(corners[1:])
+    sideways = (end - start)[:, ::-1] * (1.0, -1.0)  # each edge turned by 90°, same length
+    through = 0.5 * (start + end) + rng.uniform(-MAX_BULGE, MAX_BULGE, (len(start), 1)) * sideways
+    curves = _bezier(start, through, end, CURVE_SEGMENTS + 1)[:-1]  # (segments, edges, 2)
+    return np.concatenate([curves.transpose(1, 0, 2).reshape(-1, 2), corners[-1][None]])
 
 
 def _limb_end(root: np.ndarray, side: int, angle: float, length: float,
@@ -186,7 +208,8 @@ def _top(rng: np.random.Generator, category: str) -> Garment:
         hr = _pt(ar[0] * rng.uniform(0.9, 1.18), _jitter(rng, length, 0.04))
         points[KP["top_hem_left"]], points[KP["top_hem_right"]] = hl, hr
     bottom = _bezier(hr, 0.5 * (hl + hr) + _pt(0.0, rng.uniform(0.0, 0.06)), hl)
-    body = np.concatenate([front, [sr], right_side, bottom, left_side[::-1], [sl]])
+    body = np.concatenate([front, _bent(rng, [nr, sr, *right_side, hr])[1:-1],
+                           bottom, _bent(rng, [hl, *left_side[::-1], sl, nl])[1:-1]])
     garment = Garment(points, [body], linings=[np.concatenate([front, back[1:-1]])])
     if outwear:
         garment.seams.append(np.stack([cf, 0.5 * (hl + hr)]))
@@ -210,7 +233,7 @@ def _add_sleeves(rng: np.random.Generator, category: str, garment: Garment) -> N
         angle = np.radians(rng.uniform(max(12.0, 50.0 - 60.0 * sleeve), 80.0))  # short sleeves stick out
         centre, outer, inner = _limb_end(root, side, angle, sleeve, half)
         garment.points[KP[cuff_in]], garment.points[KP[cuff_out]] = inner, outer
-        garment.parts.append(np.stack([s, outer, inner, a]))
+        garment.parts.append(_bent(rng, [s, outer, inner, a, s])[:-1])
         if rng.random() < WEARER_PROBABILITY:
             garment.skin[:0] = _arm(root, centre, 0.75 * half, rng.uniform(0.1, 0.35))
 
@@ -258,7 +281,7 @@ def _skirt(rng: np.random.Generator) -> Garment:
     hip_l[0] = min(hip_l[0], wl[0] + (hl[0] - wl[0]) * hip_y / hl[1])
     hip_r[0] = max(hip_r[0], wr[0] + (hr[0] - wr[0]) * hip_y / hr[1])
     hem = _bezier(hr, 0.5 * (hl + hr) + _pt(0.0, rng.uniform(0.0, 0.07)), hl)
-    body = np.concatenate([[wl, wr, hip_r], hem, [hip_l]])
+    body = np.concatenate([[wl], _bent(rng, [wr, hip_r, hr])[:-1], hem, _bent(rng, [hl, hip_l, wl])[1:-1]])
     band = _pt(0.0, rng.uniform(0.025, 0.06))
     garment = Garment({KP["waistband_left"]: wl, KP["waistband_right"]: wr,
                        KP["hemline_left"]: hl, KP["hemline_right"]: hr},
@@ -303,7 +326,7 @@ def _trousers(rng: np.random.Generator) -> Garment:
         centre, outer, inner = _limb_end(root, side, angle, leg_length, leg_half)
         points[KP[names[0]]], points[KP[names[1]]] = inner, outer
         legs[side] = (centre, outer, inner, root, leg_half)
-    body = np.stack([wl, legs[LEFT][1], legs[LEFT][2], crotch, legs[RIGHT][2], legs[RIGHT][1], wr])
+    body = _bent(rng, [wl, legs[LEFT][1], legs[LEFT][2], crotch, legs[RIGHT][2], legs[RIGHT][1], wr])
     band = _pt(0.0, rng.uniform(0.025, 0.05))
     garment = Garment(points, [body], linings=[np.stack([wl, wr, wr + band, wl + band])],
                       seams=[np.stack([0.5 * (wl + wr) + band, crotch])])
@@ -327,15 +350,17 @@ def sample_garment(category: str, rng: np.random.Generator) -> Garment:
 
 def _placement(rng: np.random.Generator, garment: Garment, category: str,
                size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Random similarity transform (2x3) into an image of ``size`` = (H, W), and the
-    garment's extent in pixels. The normalizing keypoint pair stays inside the image."""
+    """Random affine transform (2x3: scale, rotation, mild shear) into an image of ``size``
+    = (H, W), and the garment's extent in pixels. The normalizing keypoint pair stays inside the image."""
     height, width = size
     outline = garment.outline_points()
     lo, hi = outline.min(axis=0), outline.max(axis=0)
     extent_px = rng.uniform(*SCALE_RANGE) * min(height, width)
     scale = extent_px / float(np.max(hi - lo))
     theta = np.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
-    linear = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    shear_x, shear_y = rng.uniform(-MAX_SHEAR, MAX_SHEAR, 2)
+    linear = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) \
+        @ np.array([[1.0, shear_x], [shear_y, 1.0]])
     moved = (outline - 0.5 * (lo + hi)) @ linear.T
     frame = np.array([width - 1.0, height - 1.0])
     low_t, high_t = -moved.min(axis=0), frame - moved.max(axis=0)
@@ -468,7 +493,29 @@ def _paint_garment(rng: np.random.Generator, image: np.ndarray, garment: Garment
     _fill(image, garment.linings, colour * rng.uniform(0.5, 0.8))
     _fill(mask, garment.linings, 255)
     _lines(image, garment.linings + garment.seams, seam, False, 1)
+    _shade(rng, image, mask)
     return mask
+
+
+def _shade(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> None:
+    """Shade the garment where ``mask`` is set: a brightness gradient across it and a few soft
+    dark or light bands (folds), mostly hanging down, computed on a coarse grid."""
+    x, y, width, height = cv2.boundingRect(mask)
+    extent = max(width, height)
+    yy, xx = np.mgrid[:-(-height // SHADE_CELL), :-(-width // SHADE_CELL)] * float(SHADE_CELL)
+    tilt = rng.uniform(0.0, 2 * np.pi)
+    gain = 1.0 + rng.uniform(-SHADE_GRADIENT, SHADE_GRADIENT) * 2.0 / extent \
+        * ((xx - 0.5 * width) * np.cos(tilt) + (yy - 0.5 * height) * np.sin(tilt))
+    for _ in range(int(rng.integers(FOLD_COUNT[0], FOLD_COUNT[1] + 1))):
+        angle = np.radians(rng.normal(0.0, 20.0))  # from straight down
+        dx, dy = xx - rng.uniform(0.0, width), yy - rng.uniform(0.0, height)
+        across = (dx * np.cos(angle) - dy * np.sin(angle)) / (rng.uniform(0.02, 0.06) * extent)
+        along = (dx * np.sin(angle) + dy * np.cos(angle)) / (rng.uniform(0.15, 0.5) * extent)
+        gain += rng.uniform(*FOLD_GAIN) * np.exp(-0.5 * (across ** 2 + along ** 2))
+    gain = cv2.resize(np.clip(gain * 128, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
+    box = image[y:y + height, x:x + width]
+    shaded = cv2.multiply(box, cv2.cvtColor(gain, cv2.COLOR_GRAY2RGB), scale=1.0 / 128)
+    cv2.copyTo(shaded, mask[y:y + height, x:x + width], box)  # box is a view: writes into image
 
 
 def _occlude(rng: np.random.Generator, image: np.ndarray, points: np.ndarray, extent_px: float) -> np.ndarray:
@@ -598,9 +645,10 @@ def _render_task(task: _Task) -> tuple[str, np.ndarray]:
     size = tuple(int(v) for v in rng.integers(VARY_SIZE_RANGE[0], VARY_SIZE_RANGE[1] + 1, 2)) \
         if task.vary_size else task.image_size
     image, keypoints = draw_garment(category, rng, size)
+    quality = int(rng.integers(JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1))
     image_id = f"Images/{category}/{image_name(task.seed, category, task.index)}.jpg"
     with atomic_path(Path(task.root, task.split, image_id)) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise OSError(f"cannot write {tmp}")
     return image_id, keypoints
 
