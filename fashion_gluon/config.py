@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "cycle_epochs": 1,
         "lr_max": 8.0e-5,
         "lr_min": 1.0e-6,
+        "bn_images": 1024,          # training images (whole batches) that re-estimate BN statistics
     },
 }
 
@@ -191,6 +192,7 @@ _RANGES: dict[str, tuple] = {
     "train.val_every": ("int", 1, None, True), "train.log_every": ("int", 1, None, True),
     "swa.cycles": ("int", 1, None, True), "swa.cycle_epochs": ("int", 1, None, True),
     "swa.lr_max": ("number", 0, None, False), "swa.lr_min": ("number", 0, None, True),
+    "swa.bn_images": ("int", 1, None, True),
 }
 _OPTIONAL = {"loss.top_k": ("int", 1, None, True), "train.clip_gradient": ("number", 0, None, False),
              "train.time_budget_s": ("number", 0, None, False)}

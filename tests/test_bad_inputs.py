@@ -115,6 +115,12 @@ def test_corrupt_best_params_names_the_intact_last_epoch(command, run, tiny_data
     assert not (run / "swa").exists()
 
 
+def test_swa_refuses_a_bn_image_count_below_one_before_writing(run, tiny_data, capsys):
+    err = fails(capsys, "swa", "--checkpoint", run, "--data-root", tiny_data, "--bn-images", "0")
+    assert err == "fashion-gluon swa: error: swa bn_images must be >= 1, got 0"
+    assert not (run / "swa").exists()
+
+
 def test_garbage_weights_without_another_good_file(run, tiny_data, out_csv, capsys):
     (run / "best.params").unlink()
     damage(run / "epoch-0002.params", os.urandom(4096))

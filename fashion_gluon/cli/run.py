@@ -73,7 +73,7 @@ def cmd_train(args) -> None:
 
 def cmd_swa(args) -> None:
     result = run_swa(args.checkpoint, data_root_of(args.data_root, args.checkpoint), args.out, args.cycles,
-                     args.cycle_epochs, args.lr_max, args.lr_min, ctx=parse_ctx(args.ctx))
+                     args.cycle_epochs, args.lr_max, args.lr_min, args.bn_images, ctx=parse_ctx(args.ctx))
     print(json.dumps(result))
 
 
@@ -156,6 +156,8 @@ def register(sub) -> None:
     p.add_argument("--cycle-epochs", type=int)
     p.add_argument("--lr-max", type=float)
     p.add_argument("--lr-min", type=float)
+    p.add_argument("--bn-images", type=int, help="training images that re-estimate BatchNorm statistics "
+                   "(default: the run's swa.bn_images)")
     p.add_argument("--ctx", default="cpu")
     p.set_defaults(func=cmd_swa)
 

@@ -8,6 +8,9 @@ training data (an equal-weight average over its batches).
 """
 from __future__ import annotations
 
+import itertools
+import math
+
 import os
 import time
 from pathlib import Path
@@ -18,6 +21,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from ..build import build_codec, build_schema, build_eval_dataset, build_loss, build_model, build_train_dataset
+from ..errors import ConfigError
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
@@ -87,17 +91,21 @@ def recalibrate_batchnorm(net: gluon.HybridBlock, batches, ctx: Sequence[mx.Cont
 
 def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "str | os.PathLike | None" = None,
             cycles: "int | None" = None, cycle_epochs: "int | None" = None, lr_max: "float | None" = None,
-            lr_min: "float | None" = None, ctx: Sequence[mx.Context] = (mx.cpu(),),
-            progress: bool = True) -> dict:
+            lr_min: "float | None" = None, bn_images: "int | None" = None,
+            ctx: Sequence[mx.Context] = (mx.cpu(),), progress: bool = True) -> dict:
     """SWA from the best weights of ``run_dir`` into ``out`` (default ``run_dir/swa``), a normal
     run directory. Returns val NE before, after averaging (old BN statistics) and after BN
-    recalibration. Arguments left None come from the run's ``swa`` config section."""
+    recalibration on the first ``swa.bn_images`` training images (rounded up to whole batches).
+    Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
     config, state = run_config(run_dir), load_state(run_dir)
     scfg = config["swa"]
     cycles, cycle_epochs = int(cycles or scfg["cycles"]), int(cycle_epochs or scfg["cycle_epochs"])
     lr_max, lr_min = float(lr_max or scfg["lr_max"]), float(lr_min or scfg["lr_min"])
-    config["swa"].update(cycles=cycles, cycle_epochs=cycle_epochs, lr_max=lr_max, lr_min=lr_min)
+    bn_images = int(scfg["bn_images"] if bn_images is None else bn_images)
+    if bn_images < 1:
+        raise ConfigError(f"swa bn_images must be >= 1, got {bn_images}")
+    config["swa"].update(cycles=cycles, cycle_epochs=cycle_epochs, lr_max=lr_max, lr_min=lr_min, bn_images=bn_images)
     category, ctx = state["category"], list(ctx)
 
     train_set = build_train_dataset(config, data_root, category)
@@ -123,11 +131,12 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
         average.add()
     average.apply()
     averaged = evaluate_dataset(model, val_set, ctx, batch)["ne"]
-    recalibrate_batchnorm(net, loader, ctx, progress)
+    bn_batches = recalibrate_batchnorm(net, itertools.islice(loader, math.ceil(bn_images / batch)), ctx, progress)
     after = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
     result = {"val_ne_before": before, "val_ne_averaged": averaged, "val_ne_after": after,
-              "cycles": cycles, "cycle_epochs": cycle_epochs, "seconds": time.time() - tic}
+              "cycles": cycles, "cycle_epochs": cycle_epochs, "bn_batches": bn_batches,
+              "seconds": time.time() - tic}
     save_checkpoint(out, net, None, {"epoch": first + cycles * cycle_epochs, "category": category,
                                      "best_ne": after, "swa": result,
                                      "data_root": str(Path(data_root).resolve())}, config)

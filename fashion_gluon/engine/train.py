@@ -41,7 +41,7 @@ from .transfer import check_same_model, load_matching
 RESUMABLE_KEYS: tuple[str, ...] = (
     "train.epochs", "train.time_budget_s", "train.val_every", "train.log_every", "train.lr",
     "train.warmup_lr", "train.warmup_steps", "train.lr_schedule", "train.lr_steps", "train.lr_factors",
-    "data.num_workers", "swa.cycles", "swa.cycle_epochs", "swa.lr_max", "swa.lr_min")
+    "data.num_workers", "swa.cycles", "swa.cycle_epochs", "swa.lr_max", "swa.lr_min", "swa.bn_images")
 
 
 class TrainingDiverged(FashionGluonError):

@@ -97,7 +97,8 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     rate = measure_train_rate(config, ctx)  # only to reserve time for SWA's epochs
     epoch_s = train_rows / (REAL_RATE_SHARE * rate)
     swa_epochs = config["swa"]["cycles"] * config["swa"]["cycle_epochs"]
-    train_budget = budget_s - (time.time() - started) - (swa_epochs + 1) * epoch_s - FINAL_STEPS_S
+    bn_share = min(int(config["swa"]["bn_images"]), train_rows) / train_rows  # BN recalibration: forward + backward
+    train_budget = budget_s - (time.time() - started) - (swa_epochs + bn_share) * epoch_s - FINAL_STEPS_S
     # the lr schedule is laid over the time budget (engine.schedule.BudgetSchedule): training ends
     # annealed when the budget ends; the epoch count is only an upper bound
     config["train"].update(epochs=MAX_EPOCHS, time_budget_s=max(train_budget, MIN_TRAIN_S))
