@@ -79,3 +79,17 @@ def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_ru
     assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table
     assert main(["bench", "infer", "--checkpoint", str(tiny_run), "--batch", "2", "--rounds", "1", "--json"]) == 0
     assert "ne" not in json.loads(capsys.readouterr().out)["paths"][0], "no --split, no NE"
+
+
+@pytest.mark.parametrize("what, model, expected", [("all", None, list(bench.ALL_MODELS)),
+                                                   ("all", "hourglass_small", ["hourglass_small"]),
+                                                   ("model", None, ["cpn_resnet50"])])
+def test_bench_run_measures_the_chosen_model_or_the_reference_ones(monkeypatch, what, model, expected):
+    measured = []
+    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda: 100.0)
+    monkeypatch.setattr(bench, "bench_data", lambda *args, **kwargs: {"img_per_s_per_core": 1.0})
+    monkeypatch.setattr(bench, "bench_model", lambda name, *args, **kwargs: measured.append(name) or
+                        {"infer_img_per_s": 2.0, "train_img_per_s": 1.0})
+    monkeypatch.setattr(bench, "bench_precisions", lambda *args, **kwargs: {"bf16_missing": "none here"})
+    result = bench.run(what, model=model, batch=2, size=64)
+    assert measured == expected and list(result["model"]) == expected

@@ -96,7 +96,7 @@ def cmd_bench(args) -> None:
         print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
         return
     if args.what == "infer":
-        result = bench_infer(args.model, args.checkpoint, args.batch, args.size, args.data_root, args.split,
+        result = bench_infer(args.model or "cpn_resnet50", args.checkpoint, args.batch, args.size, args.data_root, args.split,
                              args.rounds)
         print(json.dumps(result, indent=1) if args.json else format_infer(result))
         return
@@ -175,7 +175,8 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "
                                      "codec: the NE decoding alone costs")
     p.add_argument("what", choices=("data", "model", "all", "infer", "codec"))
-    p.add_argument("--model", default="cpn_resnet50", help="a registry model, random weights")
+    p.add_argument("--model", help="a registry model, random weights (default cpn_resnet50; "
+                   "all: cpn_resnet50 and hourglass)")
     p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
                                                             "INT8 calibrated on its training images)")
     p.add_argument("--split", choices=("val", "test"), help="infer with --checkpoint: also each path's NE on this split")

@@ -246,20 +246,22 @@ def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
 ALL_MODELS = ("cpn_resnet50", "hourglass")
 
 
-def run(what: str, model: str = "cpn_resnet50", batch: int = 8, size: int = 256, data_root=None,
+def run(what: str, model: "str | None" = None, batch: int = 8, size: int = 256, data_root=None,
         rec: bool = False) -> dict:
-    """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO)."""
+    """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO
+    and the low precisions). ``model``: default cpn_resnet50, for ``all`` every :data:`ALL_MODELS`."""
     result: dict = {"gemm_peak_gflops": gemm_peak_gflops()}
     if what in ("data", "all"):
         result["data"] = bench_data(data_root, rec=rec or what == "all")
         result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
     if what == "model":
+        model = model or ALL_MODELS[0]
         result["model"] = {model: bench_model(model, batch, size, peak_gflops=result["gemm_peak_gflops"])}
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":
         result["model"] = {name: {**bench_model(name, batch, size, peak_gflops=result["gemm_peak_gflops"]),
                                   **bench_precisions(name, batch, size)}
-                           for name in ALL_MODELS}
+                           for name in ((model,) if model else ALL_MODELS)}
         for name, figures in result["model"].items():
             if "bf16_missing" not in figures:
                 figures["train_bf16_img_per_s"] = bench_train_bf16(name, batch, size)
