@@ -76,10 +76,18 @@ def soft_argmax(F, heatmaps, beta: "float | None" = None):
     else:
         flat = F.softmax(beta * flat, axis=2)
     prob = F.reshape_like(flat, heatmaps)
-    cols, rows = F.sum(prob, axis=2), F.sum(prob, axis=3)  # (N, K, w), (N, K, h)
-    x = F.sum(F.broadcast_mul(cols, F.reshape(F.contrib.arange_like(cols, axis=-1), (1, 1, -1))), axis=2)
-    y = F.sum(F.broadcast_mul(rows, F.reshape(F.contrib.arange_like(rows, axis=-1), (1, 1, -1))), axis=2)
-    return x, y
+    return _expected_index(F, F.sum(prob, axis=2)), _expected_index(F, F.sum(prob, axis=3))
+
+
+def _expected_index(F, marginal):
+    """Expected index (N, K) of distributions (N, K, n) over their last axis."""
+    return F.sum(F.broadcast_mul(marginal, F.reshape(F.contrib.arange_like(marginal, axis=-1), (1, 1, -1))), axis=2)
+
+
+def _weighted_mean(F, losses, counts):
+    """``sum(losses) / max(sum(counts), 1)``, (1,): with 0/1 ``counts`` the mean over what
+    counts, and 0 when nothing does."""
+    return F.sum(losses) / F.maximum(F.sum(counts), 1.0)
 
 
 class IntegralLoss(gluon.HybridBlock):
@@ -104,13 +112,7 @@ class IntegralLoss(gluon.HybridBlock):
 
     def hybrid_forward(self, F, pred, target, weight):
         """Batch loss (1,): ``sum(w * d) / max(sum(w), 1)``."""
-        return F.sum(self._per_keypoint(F, pred, target, weight)) / F.maximum(F.sum(weight), 1.0)
-
-
-def _integral(weight: float, beta: float) -> "IntegralLoss | None":
-    if weight < 0:
-        raise ValueError(f"integral_weight must be >= 0, got {weight}")
-    return IntegralLoss(beta) if weight > 0 else None
+        return _weighted_mean(F, self._per_keypoint(F, pred, target, weight), weight)
 
 
 class MaskedMSELoss(gluon.HybridBlock):
@@ -126,8 +128,7 @@ class MaskedMSELoss(gluon.HybridBlock):
 
     def hybrid_forward(self, F, pred, target, weight):
         """Batch loss (1,): ``sum(w * l) / max(sum(w), 1)``."""
-        losses = keypoint_mse(F, pred, target, weight, self.fg_weight)
-        return F.sum(losses) / F.maximum(F.sum(weight), 1.0)
+        return _weighted_mean(F, keypoint_mse(F, pred, target, weight, self.fg_weight), weight)
 
 
 class OHKMLoss(gluon.HybridBlock):
@@ -160,11 +161,31 @@ class OHKMLoss(gluon.HybridBlock):
     def hybrid_forward(self, F, pred, target, weight):
         """Batch loss (1,)."""
         per_sample = self._per_sample(F, pred, target, weight)
-        has_counted = F.max(weight, axis=1) > 0
-        return F.sum(per_sample) / F.maximum(F.sum(has_counted), 1.0)
+        return _weighted_mean(F, per_sample, F.max(weight, axis=1) > 0)
 
 
-class CPNLoss(gluon.HybridBlock):
+class _FinalIntegral(gluon.HybridBlock):
+    """Base of the multi-output losses: the optional integral term on the final output,
+    ``integral_weight`` times :class:`IntegralLoss` (off at 0)."""
+
+    def __init__(self, integral_weight: float = 0.0, integral_beta: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        if integral_weight < 0:
+            raise ValueError(f"integral_weight must be >= 0, got {integral_weight}")
+        self.integral_weight = float(integral_weight)
+        with self.name_scope():
+            self.integral = IntegralLoss(integral_beta) if integral_weight > 0 else None
+
+    def _with_integral(self, parts: tuple, final, target, weight) -> tuple:
+        """``parts``, followed by the integral distance on ``final`` when the term is on."""
+        return parts if self.integral is None else parts + (self.integral(final, target, weight),)
+
+    def _plus_integral(self, total, integral: list):
+        """``total`` plus the weighted integral part (``integral``: the parts after the loss's own)."""
+        return total + self.integral_weight * integral[0] if integral else total
+
+
+class CPNLoss(_FinalIntegral):
     """Cascaded Pyramid Network loss for outputs ``(g_1, ..., g_num_global, refine)``:
     ``global_weight * sum_i MaskedMSE(g_i, target_i) + OHKM(refine, target_last)``.
 
@@ -176,15 +197,13 @@ class CPNLoss(gluon.HybridBlock):
     def __init__(self, num_global: int = 4, global_weight: float = 0.5,
                  top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
                  integral_beta: float = 10.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(integral_weight, integral_beta, **kwargs)
         if num_global < 1:
             raise ValueError(f"num_global must be >= 1, got {num_global}")
         self.num_global, self.global_weight = int(num_global), float(global_weight)
-        self.integral_weight = float(integral_weight)
         with self.name_scope():
             self.mse = MaskedMSELoss(fg_weight)
             self.ohkm = OHKMLoss(top_k, fg_weight)
-            self.integral = _integral(self.integral_weight, integral_beta)
 
     def _targets(self, target) -> list:
         """Per-output targets from a list or an (N, L, K, h, w) array."""
@@ -206,17 +225,16 @@ class CPNLoss(gluon.HybridBlock):
         global_loss = self.mse(outputs[0], targets[0], weight)
         for out, tgt in zip(outputs[1:-1], targets[1:-1]):
             global_loss = global_loss + self.mse(out, tgt, weight)
-        parts = (global_loss, self.ohkm(outputs[-1], targets[-1], weight))
-        return parts if self.integral is None else parts + (self.integral(outputs[-1], targets[-1], weight),)
+        return self._with_integral((global_loss, self.ohkm(outputs[-1], targets[-1], weight)),
+                                   outputs[-1], targets[-1], weight)
 
     def hybrid_forward(self, F, outputs, target, weight):
         """Total loss (1,)."""
         global_loss, refine_loss, *integral = self.parts(outputs, target, weight)
-        total = self.global_weight * global_loss + refine_loss
-        return total + self.integral_weight * integral[0] if integral else total
+        return self._plus_integral(self.global_weight * global_loss + refine_loss, integral)
 
 
-class HourglassLoss(gluon.HybridBlock):
+class HourglassLoss(_FinalIntegral):
     """Stacked Hourglass loss with intermediate supervision: the masked MSE of
     every stack against the same target, the last stack's MSE replaced by OHKM
     when ``use_ohkm``; with ``integral_weight`` > 0 the integral term on the last stack is
@@ -224,12 +242,10 @@ class HourglassLoss(gluon.HybridBlock):
 
     def __init__(self, use_ohkm: bool = False, top_k: "int | None" = None,
                  fg_weight: float = 0.0, integral_weight: float = 0.0, integral_beta: float = 10.0, **kwargs):
-        super().__init__(**kwargs)
-        self.integral_weight = float(integral_weight)
+        super().__init__(integral_weight, integral_beta, **kwargs)
         with self.name_scope():
             self.mse = MaskedMSELoss(fg_weight)
             self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
-            self.integral = _integral(self.integral_weight, integral_beta)
 
     def parts(self, outputs, target, weight) -> tuple:
         """``(sum over the intermediate stacks, last stack)``, each (1,); with the integral
@@ -239,11 +255,9 @@ class HourglassLoss(gluon.HybridBlock):
         intermediate = _namespace(last).zeros_like(last)
         for out in outputs[:-1]:
             intermediate = intermediate + self.mse(out, target, weight)
-        parts = (intermediate, last)
-        return parts if self.integral is None else parts + (self.integral(outputs[-1], target, weight),)
+        return self._with_integral((intermediate, last), outputs[-1], target, weight)
 
     def hybrid_forward(self, F, outputs, target, weight):
         """Total loss (1,): the sum over all stacks (plus the weighted integral term)."""
         intermediate, last, *integral = self.parts(outputs, target, weight)
-        total = intermediate + last
-        return total + self.integral_weight * integral[0] if integral else total
+        return self._plus_integral(intermediate + last, integral)

@@ -96,7 +96,7 @@ def cmd_bench(args) -> None:
         print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
         return
     if args.what == "infer":
-        result = bench_infer(args.model or "cpn_resnet50", args.checkpoint, args.batch, args.size, args.data_root, args.split,
+        result = bench_infer(args.model, args.checkpoint, args.batch, args.size, args.data_root, args.split,
                              args.rounds)
         print(json.dumps(result, indent=1) if args.json else format_infer(result))
         return

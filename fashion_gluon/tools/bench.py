@@ -243,19 +243,20 @@ def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
 
 # --------------------------------------------------------------------------- the command
 
-ALL_MODELS = ("cpn_resnet50", "hourglass")
+DEFAULT_MODEL = "cpn_resnet50"
+ALL_MODELS = (DEFAULT_MODEL, "hourglass")
 
 
 def run(what: str, model: "str | None" = None, batch: int = 8, size: int = 256, data_root=None,
         rec: bool = False) -> dict:
     """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO
-    and the low precisions). ``model``: default cpn_resnet50, for ``all`` every :data:`ALL_MODELS`."""
+    and the low precisions). ``model``: default :data:`DEFAULT_MODEL`, for ``all`` every :data:`ALL_MODELS`."""
     result: dict = {"gemm_peak_gflops": gemm_peak_gflops()}
     if what in ("data", "all"):
         result["data"] = bench_data(data_root, rec=rec or what == "all")
         result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
     if what == "model":
-        model = model or ALL_MODELS[0]
+        model = model or DEFAULT_MODEL
         result["model"] = {model: bench_model(model, batch, size, peak_gflops=result["gemm_peak_gflops"])}
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":

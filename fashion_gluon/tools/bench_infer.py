@@ -32,7 +32,7 @@ from ..inference.runtimes import available_runtimes
 from ..models import get_model
 from ..runs import run_data_root
 from ..schema import load_schema
-from .bench import best_seconds, gemm_peak_gflops
+from .bench import DEFAULT_MODEL, best_seconds, gemm_peak_gflops
 from .summary import count_macs
 
 #: Every (runtime, precision) pair, in the order of the table.
@@ -101,10 +101,11 @@ def time_paths(paths: dict, batch: int, size: tuple[int, int], rounds: int = 3, 
     return best
 
 
-def bench_infer(model: str = "cpn_resnet50", checkpoint: "str | os.PathLike | None" = None, batch: int = 8,
+def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | None" = None, batch: int = 8,
                 size: "int | None" = None, data_root: "str | os.PathLike | None" = None,
                 split: "str | None" = None, rounds: int = 3) -> dict:
-    """Figures of every inference path for a registry ``model`` with random weights (calibrated
+    """Figures of every inference path for a registry ``model`` (default
+    :data:`~.bench.DEFAULT_MODEL`) with random weights (calibrated
     on random images; ``size``² input, default 256) or the best weights of a run
     (``checkpoint``: calibrated on its training images, its input size; with ``split``, each
     path's single-pass NE on that split of ``data_root``, default the run's data)."""
@@ -116,8 +117,9 @@ def bench_infer(model: str = "cpn_resnet50", checkpoint: "str | os.PathLike | No
         calibration = [d.asnumpy() for d, _ in calibration_loader(dataset, CALIBRATION_IMAGES, batch)]
         name = f"{config['model']['name']} ({checkpoint})"
     else:
-        net = get_model(model, load_schema().num_keypoints)
-        input_size, name = (size or 256, size or 256), model
+        name = model or DEFAULT_MODEL
+        net = get_model(name, load_schema().num_keypoints)
+        input_size = (size or 256, size or 256)
         calibration = _random_calibration(input_size)
     net.hybridize(static_alloc=True, static_shape=True)
     result: dict = {"model": name, "batch": batch, "input_size": list(input_size),
