@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/fashion-gluon demo --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --durations=15 tests
 

@@ -28,7 +28,6 @@ It supervises the point itself, not only the shape of the map.
 """
 from __future__ import annotations
 
-
 import mxnet as mx
 from mxnet import gluon
 

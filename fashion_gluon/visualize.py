@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .fileio import atomic_write
-from .schema import KeypointSchema, load_schema
 from .metrics import normalizing_distance
+from .schema import KeypointSchema, load_schema
 
 Color = tuple[int, int, int]
 TRUTH_COLOR: Color = (0, 220, 0)

@@ -6,11 +6,11 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+from _fashionai import CATEGORIES, KEYPOINT_NAMES, SUBMISSION_COLUMNS, category_mask
 
 from fashion_gluon.data.annotations import Annotations, read_annotations, read_image_list, write_annotations
 from fashion_gluon.data.submission import read_submission, validate_submission, write_submission
 from fashion_gluon.errors import DataError, DataProblems
-from _fashionai import CATEGORIES, KEYPOINT_NAMES, SUBMISSION_COLUMNS, category_mask
 
 # Rows of sample(): row 2 blouse, 3 outwear, 4 dress, 5 skirt, 6 trousers.
 BLOUSE_ROW, SKIRT_ROW = 2, 5

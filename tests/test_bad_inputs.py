@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fashionai import CATEGORIES, category_mask
 from _tiny import TINY
 
 from fashion_gluon.cli import main
@@ -22,7 +23,6 @@ from fashion_gluon.engine import train as train_module
 from fashion_gluon.engine.transfer import check_same_model
 from fashion_gluon.inference.export import export_run
 from fashion_gluon.runs import load_state
-from _fashionai import CATEGORIES, category_mask
 
 
 def fails(capsys, *argv, lines: "int | None" = 1) -> str:
@@ -274,7 +274,7 @@ def test_evaluate_lists_every_problem_of_the_prediction(tmp_path, capsys):
     truth, pred = pair(tmp_path)
     lines = pred.read_text().splitlines()
     bad = []
-    for row, line in enumerate(lines[1:], start=2):
+    for line in lines[1:]:
         cells = line.split(",")
         cells[2:4] = ["x", "1_2"]  # neckline_left, neckline_right: malformed
         bad.append(",".join(cells))

@@ -2,11 +2,11 @@
 ([-1/2, W - 1/2]), DARK and quarter-pixel decoding."""
 import numpy as np
 import pytest
+from _fashionai import flip_permutation
 
 from fashion_gluon.codec import HeatmapCodec, decoding_error
-from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.data import transforms as T
-from _fashionai import flip_permutation
+from fashion_gluon.families import CPN_FAMILY
 
 SIZE = (64, 96)  # (H, W) input -> (16, 24) heatmaps at stride 4
 

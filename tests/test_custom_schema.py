@@ -96,8 +96,8 @@ def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tm
 
 
 def test_export_json_says_what_a_deployment_needs(toy_schema, tmp_path, capsys):
-    from fashion_gluon.inference.export import deployment_info
     from fashion_gluon.config import load_config
+    from fashion_gluon.inference.export import deployment_info
     info = deployment_info(load_config(overrides=TINY + [f"data.schema={toy_schema}"]), "lamp")
     assert info["keypoints"] == ["top_left", "top_right", "mid_left", "mid_right", "bottom", "tip"]
     assert info["flip_pairs"] == [[0, 1], [2, 3]] and info["input_size"] == [64, 64]

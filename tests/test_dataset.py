@@ -1,15 +1,15 @@
 """FashionAIDataset, splits and the epoch sampler."""
 import numpy as np
 import pytest
+from _fashionai import CATEGORY_KEYPOINTS
 from mxnet import gluon
 
 from fashion_gluon.codec import HeatmapCodec
-from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.data.dataset import EpochSampler, FashionAIDataset, load_split, split_rows
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from _fashionai import CATEGORY_KEYPOINTS
+from fashion_gluon.families import CPN_FAMILY
 
 
 @pytest.fixture(scope="module")

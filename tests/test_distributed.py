@@ -20,8 +20,18 @@ from mxnet import gluon
 from fashion_gluon.cli.scale import register
 from fashion_gluon.data.dataset import EpochSampler
 from fashion_gluon.data.synthetic import generate_dataset
-from fashion_gluon.engine.distributed import (LaunchError, Node, check_port, cluster_env, exit_on_failure,
-                                       fashion_gluon_command, launch, parse_hosts, plan_nodes, ssh_command)
+from fashion_gluon.engine.distributed import (
+    LaunchError,
+    Node,
+    check_port,
+    cluster_env,
+    exit_on_failure,
+    fashion_gluon_command,
+    launch,
+    parse_hosts,
+    plan_nodes,
+    ssh_command,
+)
 from fashion_gluon.engine.schedule import training_schedule
 from fashion_gluon.engine.train import run_epoch
 from fashion_gluon.engine.trainer import TimeBudget, build_trainer, scale_for_workers

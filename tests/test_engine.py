@@ -5,19 +5,18 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import gluon
-
+from _fashionai import FASHIONAI, category_indices
 from _tiny import TINY
+from mxnet import gluon
 
 from fashion_gluon.config import load_config
 from fashion_gluon.engine import train as train_module
-from fashion_gluon.runs import load_state, run_config
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
 from fashion_gluon.engine.train import TrainingDiverged, fit
 from fashion_gluon.engine.transfer import load_matching
 from fashion_gluon.errors import DataError, FashionGluonError
-from _fashionai import FASHIONAI, category_indices
 from fashion_gluon.models import get_model
+from fashion_gluon.runs import load_state, run_config
 
 
 def params_of(path):
@@ -170,7 +169,7 @@ def test_category_without_rows(tiny_data, tmp_path):
     (root / "train" / "Annotations").mkdir(parents=True)
     os.symlink(tiny_data / "train" / "Images", root / "train" / "Images")
     (root / "train" / "Annotations" / "train.csv").write_text(
-        "\n".join([lines[0]] + [l for l in lines[1:] if ",skirt," not in l]) + "\n")
+        "\n".join([lines[0]] + [line for line in lines[1:] if ",skirt," not in line]) + "\n")
     with pytest.raises(DataError, match="no train rows of category 'skirt'"):
         fit(root, "skirt", tmp_path / "out", load_config(overrides=TINY), progress=False)
 

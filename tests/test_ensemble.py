@@ -4,12 +4,12 @@ import argparse
 
 import numpy as np
 import pytest
+from _fashionai import category_mask
 
 from fashion_gluon.cli.predict import cmd_ensemble
 from fashion_gluon.data.submission import read_submission, write_submission
-from fashion_gluon.inference.ensemble import ensemble_submissions, normalized_weights, write_ensemble
 from fashion_gluon.errors import DataError, FashionGluonError
-from _fashionai import category_mask
+from fashion_gluon.inference.ensemble import ensemble_submissions, normalized_weights, write_ensemble
 
 IDS = ["Images/blouse/a.jpg", "Images/skirt/b.jpg", "Images/trousers/c.jpg"]
 CATEGORIES = ["blouse", "skirt", "trousers"]

@@ -11,20 +11,28 @@ import pytest
 from _tiny import TINY
 from mxnet import gluon
 
+from fashion_gluon.build import build_eval_dataset
 from fashion_gluon.cli.scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.config import load_config
-from fashion_gluon.build import build_eval_dataset
-from fashion_gluon.inference.evaluate import evaluate_model
-from fashion_gluon.inference.export import (ExportError, OnnxNet, export_onnx, export_run, export_symbol, load_symbol,
-                                            onnx_problems, strip_initializer_inputs)
-from fashion_gluon.inference.load import load_model
-from fashion_gluon.inference.runtimes import available_runtimes
 from fashion_gluon.cpu import cpu_has_bf16
 from fashion_gluon.inference import quantize as quantize_module
-from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run, to_bf16
-from fashion_gluon.models import get_model
+from fashion_gluon.inference.evaluate import evaluate_model
+from fashion_gluon.inference.export import (
+    ExportError,
+    OnnxNet,
+    export_onnx,
+    export_run,
+    export_symbol,
+    load_symbol,
+    onnx_problems,
+    strip_initializer_inputs,
+)
+from fashion_gluon.inference.load import load_model
 from fashion_gluon.inference.predictor import Predictor
+from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run, to_bf16
+from fashion_gluon.inference.runtimes import available_runtimes
+from fashion_gluon.models import get_model
 
 SIZE = (64, 64)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # SymbolBlock: "Cannot decide type for data"
@@ -207,7 +215,8 @@ def test_exports_of_a_run_predict_like_the_run(tiny_run, tiny_data, tmp_path):
         np.testing.assert_allclose(predicted, reference, atol=1e-3, err_msg=fmt)
     with pytest.raises(ExportError, match="unknown export format 'tflite'; expected one of symbol, onnx"):
         export_run(tiny_run, tmp_path / "x", "tflite")
-    with pytest.raises(ExportError, match="onnxruntime runs ONNX exports in fp32 or.*INT8; precision bf16 needs --runtime openvino"):
+    with pytest.raises(ExportError, match="onnxruntime runs ONNX exports in fp32 or.*INT8; "
+                       "precision bf16 needs --runtime openvino"):
         load_model(tmp_path / "onnx", precision="bf16", runtime="onnxruntime")
     with pytest.raises(ExportError, match="is an ONNX export: run it with --runtime onnxruntime or openvino"):
         load_model(tmp_path / "onnx", runtime="mxnet")

@@ -7,19 +7,18 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from _fashionai import FASHIONAI, NUM_KEYPOINTS, num_keypoints
 from mxnet import gluon
 
 from fashion_gluon.cli.predict import cmd_show
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.data.annotations import Annotations, read_annotations
-from fashion_gluon.data.submission import read_submission, write_submission
+from fashion_gluon.data.submission import match_rows, read_submission, write_submission
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.errors import DataError
-from fashion_gluon.data.submission import match_rows
-from fashion_gluon.tools.show import image_folder, show, worst_images
-from _fashionai import FASHIONAI, NUM_KEYPOINTS, num_keypoints
-from fashion_gluon.metrics import per_image_error
 from fashion_gluon.inference.model import KeypointModel
+from fashion_gluon.metrics import per_image_error
+from fashion_gluon.tools.show import image_folder, show, worst_images
 
 
 @pytest.fixture(scope="module")

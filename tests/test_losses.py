@@ -29,7 +29,8 @@ ZEROS = np.zeros_like(PRED)
 
 def run(loss, *args, hybridize=False):
     """Scalar value of ``loss(*args)`` (NDArrays built from numpy; tuples kept)."""
-    to_nd = lambda a: tuple(nd.array(x) for x in a) if isinstance(a, tuple) else nd.array(a)
+    def to_nd(a):
+        return tuple(nd.array(x) for x in a) if isinstance(a, tuple) else nd.array(a)
     if hybridize:
         loss.hybridize()
     out = loss(*[to_nd(a) for a in args])

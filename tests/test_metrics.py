@@ -5,13 +5,19 @@ import warnings
 
 import numpy as np
 import pytest
+from _fashionai import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, category_mask
 
 from fashion_gluon.data import annotations as csv_io
 from fashion_gluon.data import submission as submission_io
 from fashion_gluon.errors import DataError
-from _fashionai import CATEGORIES, KEYPOINT_NAMES, NUM_KEYPOINTS, category_mask
-from fashion_gluon.metrics import (NEMeter, evaluate_csv, format_table, normalized_error,
-                                   normalizing_distance, per_image_error)
+from fashion_gluon.metrics import (
+    NEMeter,
+    evaluate_csv,
+    format_table,
+    normalized_error,
+    normalizing_distance,
+    per_image_error,
+)
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from fashion_gluon.models import (CPN, Backbone, StackedHourglass, build_model, check_input_size,
-                                  get_model, list_models)
+from fashion_gluon.models import CPN, Backbone, StackedHourglass, build_model, check_input_size, get_model, list_models
 from fashion_gluon.models.backbones import HeatmapConv, Upsample
 
-ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_mobilenetv2_0.5", "cpn_mobilenetv2_1.0", "cpn_resnet18", "cpn_resnet50", "cpn_se_resnet50",
-              "cpn_se_resnext50", "hourglass", "hourglass_small"]
+ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_mobilenetv2_0.5", "cpn_mobilenetv2_1.0", "cpn_resnet18", "cpn_resnet50",
+              "cpn_se_resnet50", "cpn_se_resnext50", "hourglass", "hourglass_small"]
 # The paper anchors' 17 keypoints; a small non-square input that every model accepts.
 K, SIZE = 17, (64, 128)
 # Small variants for the round trips.

@@ -7,18 +7,16 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from _fashionai import CATEGORY_KEYPOINTS, NUM_KEYPOINTS, category_mask, flip_permutation, load_schema
 from mxnet import gluon
 
 from fashion_gluon.cli import predict as cli_predict
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.data import transforms as T
 from fashion_gluon.data.annotations import Annotations, write_annotations
-from fashion_gluon.data.submission import read_submission
 from fashion_gluon.data.dataset import FashionAIDataset
-from _fashionai import load_schema
+from fashion_gluon.data.submission import read_submission, save_submission
 from fashion_gluon.errors import FashionGluonError
-from _fashionai import CATEGORY_KEYPOINTS, NUM_KEYPOINTS, category_mask, flip_permutation
-from fashion_gluon.data.submission import save_submission
 from fashion_gluon.inference.model import KeypointModel
 from fashion_gluon.inference.predictor import Predictor, cascade_boxes, cascade_margins, resize_heatmaps, scaled_size
 
@@ -384,9 +382,9 @@ def test_validate_submission_command_exit_status(tmp_path, capsys):
 
 
 def test_predict_command_with_a_run_directory(tmp_path, capsys):
+    from fashion_gluon.build import build_model
     from fashion_gluon.config import load_config
     from fashion_gluon.engine.checkpoint import save_checkpoint
-    from fashion_gluon.build import build_model
 
     write_layout(tmp_path / "data", random_images(4))
     config = load_config(overrides=["model.name=cpn_resnet18", "data.input_size=[64,64]"])
@@ -408,6 +406,7 @@ def test_predict_command_with_a_run_directory(tmp_path, capsys):
 
 def test_predict_any_images_reports_a_bad_file_and_predicts_the_others(tiny_run, tiny_data, tmp_path, capsys):
     import shutil
+
     from fashion_gluon.cli import main
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -8,6 +8,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
 from mxnet import gluon
 
 from fashion_gluon.cli.scale import register
@@ -18,7 +19,6 @@ from fashion_gluon.data.recordio import RecordDataset, decode_payload, index_pat
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
-from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, NUM_KEYPOINTS
 
 SIZE = (64, 64)
 

@@ -22,8 +22,13 @@ import pytest
 from fashion_gluon.errors import FashionGluonError
 from fashion_gluon.inference.export import export_onnx
 from fashion_gluon.inference.qdq import activation_qparams, fold_batchnorms, quantize_onnx, weight_qparams
-from fashion_gluon.inference.runtimes import (ModelFileError, OnnxRuntimeNet, OpenVINONet, RuntimeMissingError,
-                                              available_runtimes)
+from fashion_gluon.inference.runtimes import (
+    ModelFileError,
+    OnnxRuntimeNet,
+    OpenVINONet,
+    RuntimeMissingError,
+    available_runtimes,
+)
 from fashion_gluon.models import get_model
 
 SIZE = (64, 64)

@@ -8,13 +8,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS, SUBMISSION_COLUMNS
 
-from fashion_gluon.data.synthetic import (JPEG_QUALITY_RANGE, MAX_BULGE, MAX_SHEAR, VARY_SIZE_RANGE, _placement, _shade,
-                                          draw_garment, ensure_dataset, generate_dataset, image_name, render_sample,
-                                          sample_garment, split_counts)
+from fashion_gluon.data.synthetic import (
+    JPEG_QUALITY_RANGE,
+    MAX_BULGE,
+    MAX_SHEAR,
+    VARY_SIZE_RANGE,
+    _placement,
+    _shade,
+    draw_garment,
+    ensure_dataset,
+    generate_dataset,
+    image_name,
+    render_sample,
+    sample_garment,
+    split_counts,
+)
 from fashion_gluon.errors import ConfigError
-from _fashionai import (CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS,
-                                     SUBMISSION_COLUMNS)
 
 SMALL = (96, 128)  # (H, W) of the quick data sets
 

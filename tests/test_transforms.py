@@ -5,9 +5,9 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from _fashionai import CATEGORY_KEYPOINTS, KEYPOINT_NAMES, flip_permutation
 
 from fashion_gluon.data import transforms as T
-from _fashionai import CATEGORY_KEYPOINTS, KEYPOINT_NAMES, flip_permutation
 
 H, W = 301, 457  # a non-square original image
 OUT = (160, 224)

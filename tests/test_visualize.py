@@ -4,11 +4,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from _fashionai import KEYPOINT_NAMES
-from fashion_gluon.visualize import (TRUTH_COLOR, default_radius, draw_comparison, draw_keypoints,
-                                     error_color, gallery, heatmap_montage, plot_curves,
-                                     plot_per_keypoint, save_image)
+
+from fashion_gluon.visualize import (
+    TRUTH_COLOR,
+    default_radius,
+    draw_comparison,
+    draw_keypoints,
+    error_color,
+    gallery,
+    heatmap_montage,
+    plot_curves,
+    plot_per_keypoint,
+    save_image,
+)
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 GREY = 128
@@ -75,7 +84,8 @@ def test_draw_keypoints_grayscale_and_bad_input():
     assert out.shape == (50, 60, 3)
     with pytest.raises(ValueError, match="image must be uint8, got float64"):
         draw_keypoints(grey().astype(float), skirt_points(), "skirt")
-    with pytest.raises(ValueError, match=r"keypoints must have shape \(24, 3\) or \(24, 2\) \(schema 'fashionai'\), got \(13, 3\)"):
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(24, 3\) or \(24, 2\) "
+                                         r"\(schema 'fashionai'\), got \(13, 3\)"):
         draw_keypoints(grey(), np.zeros((13, 3)), "blouse")
 
 

@@ -13,7 +13,6 @@ from ..metrics import format_table
 from ..runs import is_run, run_data_root
 
 
-
 def parse_ctx(text: str) -> list[mx.Context]:
     """``'cpu'`` → [cpu(0)]; ``'gpu0,gpu1'`` → [gpu(0), gpu(1)]."""
     contexts = []

@@ -14,12 +14,12 @@ from ..inference.evaluate import evaluate_run
 from ..metrics import evaluate_csv
 from ..models import check_input_size
 from ..models.pretrained import backbone_weight_status
-from ..schema import load_schema
 from ..runs import is_run, run_config
+from ..schema import load_schema
 from ..tools.bench import format_result as format_bench
-from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.bench import run as bench_run
 from ..tools.bench_infer import bench_infer, format_infer
+from ..tools.codec_floor import decoding_floor, format_floor
 from ..tools.demo import run_demo
 from ..tools.summary import format_summary, summarize
 from .common import data_root_of, parse_ctx, parse_size, print_result

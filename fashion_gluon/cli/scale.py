@@ -17,7 +17,6 @@ from ..inference.quantize import QUANTIZE_FORMATS, quantize_run
 from . import run
 
 
-
 def _check_distributed_train(arguments: list[str]) -> None:
     """Refuse ``launch -- train ...`` whose configuration does not use a dist kvstore (each
     worker would train alone, all writing the same run directory)."""

@@ -17,9 +17,20 @@ import numpy as np
 from ..errors import DataError, FashionGluonError, problem_list, quoted, raise_problems, shorten
 from ..fileio import atomic_path
 from ..schema import KeypointSchema, load_schema
-from .annotations import (TEST_LIST_COLUMNS, Annotations, Table, cell_codes, cell_problems, duplicate_problems,
-                          file_order, identity_problems, keypoint_values, read_image_list, read_table,
-                          write_annotations)
+from .annotations import (
+    TEST_LIST_COLUMNS,
+    Annotations,
+    Table,
+    cell_codes,
+    cell_problems,
+    duplicate_problems,
+    file_order,
+    identity_problems,
+    keypoint_values,
+    read_image_list,
+    read_table,
+    write_annotations,
+)
 from .images import image_size, outside_image
 
 

@@ -19,7 +19,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..build import build_codec, build_schema, build_eval_dataset, build_loss, build_model, build_train_dataset
+from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
 from ..errors import ConfigError
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset

@@ -32,14 +32,13 @@ import numpy as np
 from mxnet import gluon
 
 from ..build import build_schema, load_run
-from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
-from ..runs import CONFIG, SCHEMA, kept_schema
-from .runtimes import OnnxRuntimeNet, OpenVINONet
 from ..config import save_config
+from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
 from ..errors import FashionGluonError, quoted, shorten
 from ..fileio import atomic_path, read_json_object, write_json
-from ..runs import read_params
+from ..runs import CONFIG, SCHEMA, kept_schema, read_params
 from ..schema import ALL
+from .runtimes import OnnxRuntimeNet, OpenVINONet
 
 FORMATS = ("symbol", "onnx")
 ONNX_RUNTIMES = ("onnxruntime", "openvino")

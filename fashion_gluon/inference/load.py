@@ -10,8 +10,17 @@ import mxnet as mx
 
 from ..build import build_codec, build_schema
 from ..runs import LAST, run_config
-from .export import (META, ONNX_RUNTIMES, PREFIX, ExportError, OnnxNet, cpu_only, is_export, load_symbol,
-                     read_export_meta)
+from .export import (
+    META,
+    ONNX_RUNTIMES,
+    PREFIX,
+    ExportError,
+    OnnxNet,
+    cpu_only,
+    is_export,
+    load_symbol,
+    read_export_meta,
+)
 from .model import KeypointModel
 from .quantize import to_bf16
 from .runtimes import available_runtimes

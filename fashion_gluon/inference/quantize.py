@@ -20,8 +20,8 @@ import numpy as np
 from mxnet import gluon
 from mxnet.contrib import amp, quantization
 
-from ..cpu import NO_BF16, cpu_has_bf16
 from ..build import build_eval_dataset, load_run
+from ..cpu import NO_BF16, cpu_has_bf16
 from ..runs import run_data_root
 from .export import PREFIX, ExportError, export_onnx, export_symbol, finish_export, forward_once
 from .qdq import quantize_onnx

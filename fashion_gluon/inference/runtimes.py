@@ -163,7 +163,8 @@ class OpenVINONet:
         try:
             self.model = self.core.read_model(str(self.path))
         except Exception as error:  # openvino raises RuntimeError subclasses with multi-line text
-            raise ModelFileError(f"{self.path}: not a readable ONNX model (OpenVINO: {shorten(_first_line(error), 120)})") from None
+            reason = shorten(_first_line(error), 120)
+            raise ModelFileError(f"{self.path}: not a readable ONNX model (OpenVINO: {reason})") from None
         quantized = any(op.get_type_name() in _QUANTIZE_OPS for op in self.model.get_ops())
         if precision == "int8" and not quantized:
             raise _not_quantized(self.path)

@@ -6,23 +6,23 @@ import time
 from pathlib import Path
 
 import mxnet as mx
-from mxnet import autograd, gluon
 import numpy as np
+from mxnet import autograd, gluon
 
+from ..build import build_codec, build_loss, build_model, build_schema
 from ..config import load_config
 from ..cpu import cpu_has_bf16
-from ..data.submission import validate_submission, write_submission
 from ..data.dataset import FashionAIDataset
 from ..data.images import read_image
+from ..data.submission import validate_submission, write_submission
 from ..data.synthetic import generate_dataset
 from ..engine.swa import run_swa
-from ..build import build_codec, build_loss, build_model, build_schema
 from ..engine.train import fit
 from ..engine.trainer import enable_mixed_precision
-from ..fileio import write_json
 from ..errors import DataError
-from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
+from ..fileio import write_json
 from ..inference.predictor import Predictor
+from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
 from ..visualize import draw_comparison, gallery, plot_per_keypoint
 
 #: The from-scratch recipe is configs/cpu_fast.yaml (see docs/recipes.md); the demo adds only

@@ -14,12 +14,12 @@ from typing import Sequence
 import numpy as np
 
 from ..data.annotations import read_annotations
-from ..data.submission import match_rows, read_submission
 from ..data.images import read_image
+from ..data.submission import match_rows, read_submission
 from ..errors import DataError
-from ..schema import KeypointSchema, load_schema
-from ..metrics import normalized_error, per_image_error
 from ..inference.predictor import Predictor
+from ..metrics import normalized_error, per_image_error
+from ..schema import KeypointSchema, load_schema
 from ..visualize import draw_comparison, draw_keypoints, gallery, heatmap_montage, plot_per_keypoint, save_image
 
 
