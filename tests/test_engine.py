@@ -147,13 +147,15 @@ def test_swa_writes_a_checkpoint_and_reports_ne(tiny_run, tiny_data, tmp_path, m
         applied.update({k: p.data().asnumpy().copy() for k, p in self.params.items()})
 
     monkeypatch.setattr(WeightAverage, "apply", recording_apply)
-    result = run_swa(tiny_run, tiny_data, tmp_path / "swa", cycles=2, cycle_epochs=1, lr_max=1e-4, lr_min=1e-6,
+    result = run_swa(tiny_run, tiny_data, tmp_path / "swa", cycles=2, cycle_epochs=1, lr_max=1e-4, lr_min=0.0,
                      bn_images=5, progress=False)  # batch 4: BN statistics from 2 whole batches
     assert len(added) == 2
     for name, value in applied.items():
         np.testing.assert_allclose(value, (added[0][name] + added[1][name]) / 2, rtol=1e-5, atol=1e-7)
     assert {"val_ne_before", "val_ne_averaged", "val_ne_after"} <= set(result)
-    assert result["bn_batches"] == 2 and run_config(tmp_path / "swa")["swa"]["bn_images"] == 5
+    swa_config = run_config(tmp_path / "swa")["swa"]
+    assert result["bn_batches"] == 2 and swa_config["bn_images"] == 5
+    assert swa_config["lr_min"] == 0.0, "an explicit 0 is used, not replaced by the config's value"
     assert load_state(tmp_path / "swa")["epoch"] == 4
     assert (tmp_path / "swa" / "best.params").exists()
 

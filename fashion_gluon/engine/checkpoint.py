@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from mxnet.base import MXNetError
 
 from ..config import save_config
-from ..errors import FashionGluonError
+from ..errors import FashionGluonError, shorten
 from ..fileio import atomic_path, atomic_write, read_json, write_json
 from ..runs import BEST, CONFIG, LAST, SCHEMA
 from ..schema import load_schema
@@ -35,14 +37,26 @@ def prepare_run_dir(out: "str | os.PathLike") -> Path:
     return out
 
 
+def _write_mxnet_file(path: Path, save: Callable[[str], None]) -> None:
+    """``save(file name)`` atomically into ``path``. MXNet reports a failed write (a full disk, a
+    file-size limit) as a C++ error; it becomes one line that says the run is intact."""
+    try:
+        with atomic_path(path) as tmp:
+            save(str(tmp))
+    except MXNetError as error:
+        reason = next((line for line in str(error).splitlines() if "Check failed" in line or "rror" in line),
+                      "write failed")
+        raise FashionGluonError(f"could not write {path} ({shorten(reason.strip(), 100)}); the run's last "
+                                f"finished checkpoint is intact: free space, then `fashion-gluon train --resume "
+                                f"{path.parent}`") from None
+
+
 def save_checkpoint(run_dir: Path, net, trainer, state: dict[str, Any], config: dict) -> None:
     """Save weights, trainer states and loop ``state`` (must hold ``epoch``) of a finished epoch."""
     stem = _epoch_stem(state["epoch"])
-    with atomic_path(run_dir / f"{stem}.params") as tmp:
-        net.save_parameters(str(tmp))
+    _write_mxnet_file(run_dir / f"{stem}.params", net.save_parameters)
     if trainer is not None:
-        with atomic_path(run_dir / f"{stem}.states") as tmp:
-            trainer.save_states(str(tmp))
+        _write_mxnet_file(run_dir / f"{stem}.states", trainer.save_states)
     save_config(config, run_dir / CONFIG)
     load_schema(config["data"]["schema"]).save(run_dir / SCHEMA)
     previous = read_json(run_dir / LAST)["epoch"] if (run_dir / LAST).exists() else None
@@ -55,6 +69,5 @@ def save_checkpoint(run_dir: Path, net, trainer, state: dict[str, Any], config: 
 
 def save_best(run_dir: Path, net, info: dict[str, Any]) -> None:
     """Keep ``net`` as the best model so far (``info`` holds its epoch and NE)."""
-    with atomic_path(run_dir / "best.params") as tmp:
-        net.save_parameters(str(tmp))
+    _write_mxnet_file(run_dir / "best.params", net.save_parameters)
     write_json(run_dir / BEST, info)

@@ -99,8 +99,10 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     run_dir = Path(run_dir)
     config, state = run_config(run_dir), load_state(run_dir)
     scfg = config["swa"]
-    cycles, cycle_epochs = int(cycles or scfg["cycles"]), int(cycle_epochs or scfg["cycle_epochs"])
-    lr_max, lr_min = float(lr_max or scfg["lr_max"]), float(lr_min or scfg["lr_min"])
+    cycles = int(scfg["cycles"] if cycles is None else cycles)
+    cycle_epochs = int(scfg["cycle_epochs"] if cycle_epochs is None else cycle_epochs)
+    lr_max = float(scfg["lr_max"] if lr_max is None else lr_max)
+    lr_min = float(scfg["lr_min"] if lr_min is None else lr_min)
     bn_images = int(scfg["bn_images"] if bn_images is None else bn_images)
     if bn_images < 1:
         raise ConfigError(f"swa bn_images must be >= 1, got {bn_images}")

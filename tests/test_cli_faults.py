@@ -1,0 +1,69 @@
+"""Faults a user meets at the command line: contexts read from --ctx only, Ctrl-C and a failed
+checkpoint write each end in one line that says the run is intact, MXNet's engine line first."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fashion_gluon import cli
+from fashion_gluon.cli import ctx_values
+
+
+def test_only_ctx_values_are_contexts():
+    assert ctx_values(["train", "--out", "runs/gpu1", "--ctx", "cpu"]) == ["cpu"]
+    assert ctx_values(["predict", "--ctx=gpu0,gpu1", "--out", "x"]) == ["gpu0,gpu1"]
+    assert ctx_values(["train", "--out", "runs/gpu1"]) == []
+
+
+def test_ctrl_c_in_train_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fashion_gluon.cli.run.fit", interrupted)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data-root", str(tmp_path), "--category", "skirt", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130
+    assert err == [f"fashion-gluon train: interrupted; the last finished checkpoint in {out} is intact; "
+                   f"continue with `fashion-gluon train --resume {out}`"]
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+
+
+def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_old_file(tmp_path):
+    best = tmp_path / "best.params"
+    best.write_bytes(b"previous")
+    done = run_python(f"""
+        import resource
+        from mxnet import gluon
+        from fashion_gluon.engine.checkpoint import save_best
+        from fashion_gluon.errors import FashionGluonError
+        from pathlib import Path
+        net = gluon.nn.Dense(4096, in_units=4096)
+        net.initialize()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # 1 MiB: the 64 MiB weights do not fit
+        try:
+            save_best(Path({str(tmp_path)!r}), net, {{"epoch": 1}})
+        except FashionGluonError as error:
+            print(error)
+        """)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith(f"could not write {best} (") and "last finished checkpoint is intact" in line, line
+    assert best.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.params"], "no temporary file is left behind"
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--truth", "missing.csv", "--pred", "missing.csv"]])
+def test_our_error_is_the_last_line(tmp_path, argv):
+    done = subprocess.run([sys.executable, "-m", "fashion_gluon", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "MXNET_ENGINE_TYPE": "NaiveEngine"}, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "fashion-gluon evaluate: error: missing.csv: no such file"
