@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "lr_steps": [10, 20],       # epochs where the step schedule changes the lr
         "lr_factors": [0.5, 0.1],   # lr = base * factor from each step on
         "clip_gradient": None,
-        "precision": "fp32",        # fp32 | bf16 (CPU) | fp16 (GPU)
+        "precision": "fp32",        # auto (bf16 where the CPU has it, else fp32) | fp32 | bf16 (CPU) | fp16 (GPU)
         "kvstore": "device",        # device | local | dist_sync
         "seed": 0,
         "time_budget_s": None,      # stop (and checkpoint) once this many seconds have passed
@@ -172,7 +172,7 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
 _CHOICES: dict[str, tuple] = {
     "train.optimizer": ("sgd", "adam"),
     "train.lr_schedule": ("step", "cosine"),
-    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.kvstore": ("device", "local", "dist_sync", "dist_device_sync", "dist_async"),
     "codec.decode": ("dark", "quarter"),
 }

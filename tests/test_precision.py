@@ -40,3 +40,27 @@ def test_bf16_is_refused_clearly_where_the_cpu_lacks_it(monkeypatch):
     monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
     with pytest.raises(FashionGluonError, match="train.precision=bf16: this CPU has no native bfloat16"):
         enable_mixed_precision("bf16", [mx.cpu()])
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_it():
+    from fashion_gluon.engine.trainer import resolve_precision
+
+    assert resolve_precision("auto", [mx.cpu()]) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("auto", [mx.gpu(0)]) == "fp32"
+    assert resolve_precision("fp16", [mx.gpu(0)]) == "fp16"
+    with pytest.raises(FashionGluonError, match="train.precision must be one of auto, fp32, bf16, fp16"):
+        resolve_precision("int8", [mx.cpu()])
+
+
+def test_a_budgeted_run_that_reaches_its_epoch_cap_says_so(tiny_data, tmp_path, capsys):
+    from fashion_gluon.config import load_config
+    from fashion_gluon.engine.train import fit
+    from fashion_gluon.runs import run_config
+
+    # fp32: bf16 AMP would stay switched on in this test process (the bf16 tests run in subprocesses)
+    config = load_config(overrides=TINY + ["train.epochs=1", "train.time_budget_s=3600", "train.precision=fp32"])
+    record = fit(tiny_data, "skirt", tmp_path / "run", config, progress=False)
+    note = capsys.readouterr().err.strip().splitlines()[-1]
+    assert note.startswith("train.epochs=1 reached after ") and "of the 3600 s time budget" in note, note
+    assert record["note"] == note
+    assert run_config(tmp_path / "run")["train"]["time_budget_s"] == 3600

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +32,14 @@ from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
 from .schedule import BudgetSchedule, training_schedule
-from .trainer import TimeBudget, build_loader, build_trainer, enable_mixed_precision, scale_for_workers
+from .trainer import (
+    TimeBudget,
+    build_loader,
+    build_trainer,
+    enable_mixed_precision,
+    resolve_precision,
+    scale_for_workers,
+)
 from .transfer import check_same_model, load_matching
 
 #: Config keys that ``--resume RUN key=value`` may change: how long the run goes on, its lr
@@ -213,6 +221,12 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
         return record
 
 
+def epochs_cap_note(epochs: int, budget: TimeBudget, lr: float) -> str:
+    """The line a budgeted run prints when ``train.epochs``, only a cap then, ends it first."""
+    return (f"train.epochs={epochs} reached after {budget.spent():.0f} s of the {budget.seconds:.0f} s time budget "
+            f"(lr still {lr:.3g}, the schedule is laid over the budget): raise train.epochs to use the whole budget")
+
+
 def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict | None", init_from,
            ctx: list, progress: bool, max_epochs: "int | None", kvstore) -> dict:
     """The training loop of :func:`fit`; ``kvstore`` is a type name or a distributed KVStore."""
@@ -227,7 +241,8 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     sampler, loader = build_loader(train_set, config, part_index, num_parts)
     is_writer = part_index == 0
 
-    enable_mixed_precision(str(tcfg["precision"]), ctx)
+    tcfg["precision"] = resolve_precision(str(tcfg["precision"]), ctx)  # the run records what it ran in
+    enable_mixed_precision(tcfg["precision"], ctx)
     schema = build_schema(config)
     net = build_model(config, category, ctx)
     if init_from is not None and state is None:
@@ -282,6 +297,10 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
             logger.epoch(record)
         if stopped:
             break
+    if budget is not None and not stopped and epochs == int(tcfg["epochs"]) and is_writer:
+        note = epochs_cap_note(epochs, budget, trainer.learning_rate)
+        record["note"] = note
+        print(note, file=sys.stderr)
     if logger:
         logger.close()
     return record

@@ -13,15 +13,26 @@ from ..cpu import NO_BF16, cpu_has_bf16
 from ..data.dataset import EpochSampler, FashionAIDataset
 from ..errors import FashionGluonError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CPU that has it, else fp32
+
+
+def resolve_precision(precision: str, ctx: Sequence[mx.Context]) -> str:
+    """``precision`` with ``auto`` made concrete: bf16 on CPU contexts whose CPU runs it natively,
+    fp32 otherwise (GPU included: fp16 is only ever asked for by name)."""
+    if precision not in PRECISIONS:
+        raise FashionGluonError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    on_cpu = all(c.device_type == "cpu" for c in ctx)
+    return "bf16" if on_cpu and cpu_has_bf16() else "fp32"
 
 
 def enable_mixed_precision(precision: str, ctx: Sequence[mx.Context]) -> None:
-    """Switch on ``mx.contrib.amp`` for this process before the model is built: ``bf16`` on
+    """Switch on ``mx.contrib.amp`` for this process before the model is built (``auto``: see
+    :func:`resolve_precision`): ``bf16`` on
     CPU (oneDNN), ``fp16`` on GPU (with dynamic loss scaling); ``fp32`` does nothing. AMP
     stays on for the rest of the process, as MXNet's AMP works by patching operators."""
-    if precision not in PRECISIONS:
-        raise FashionGluonError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    precision = resolve_precision(precision, ctx)
     if precision == "fp32":
         return
     on_gpu = all(c.device_type == "gpu" for c in ctx)

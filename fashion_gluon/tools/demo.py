@@ -11,14 +11,13 @@ from mxnet import autograd, gluon
 
 from ..build import build_codec, build_loss, build_model, build_schema
 from ..config import load_config
-from ..cpu import cpu_has_bf16
 from ..data.dataset import FashionAIDataset
 from ..data.images import read_image
 from ..data.submission import validate_submission, write_submission
 from ..data.synthetic import generate_dataset
 from ..engine.swa import run_swa
 from ..engine.train import fit
-from ..engine.trainer import enable_mixed_precision
+from ..engine.trainer import enable_mixed_precision, resolve_precision
 from ..errors import DataError
 from ..fileio import write_json
 from ..inference.predictor import Predictor
@@ -89,8 +88,8 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     print(f"[1/6] synthetic data set ({per_category} images per category) -> {data_root}")
     generate_dataset(data_root, per_category=per_category, seed=seed, progress=progress)
 
-    precision = "bf16" if cpu_has_bf16() else "fp32"
-    config = load_config(DEMO_RECIPE, DEMO_OVERRIDES + [f"train.seed={seed}", f"train.precision={precision}"])
+    config = load_config(DEMO_RECIPE, DEMO_OVERRIDES + [f"train.seed={seed}"])  # precision: the recipe's auto
+    config["train"]["precision"] = resolve_precision(config["train"]["precision"], ctx)
     train_rows = len(FashionAIDataset(data_root, "all", "train", check=False,
                                       val_fraction=config["data"]["val_fraction"]))
     enable_mixed_precision(config["train"]["precision"], ctx)  # before any model is built
