@@ -9,8 +9,8 @@ same way.)
 * **CPN**: outputs are the GlobalNet heatmaps of :data:`~.models.cpn.NUM_LEVELS` pyramid
   levels, coarse → fine, then RefineNet's (final). Targets: one Gaussian per output, the
   coarser GlobalNet levels blurred more (σ × :data:`CPN_GLOBAL_SIGMA_FACTORS`), RefineNet's
-  the sharpest (σ × 1). Loss: :class:`~.losses.CPNLoss` (½ · masked MSE per GlobalNet level
-  + OHKM on RefineNet).
+  the sharpest (σ × 1). Loss: :class:`~.losses.CPNLoss` (:data:`CPN_GLOBAL_LOSS_WEIGHT` · masked
+  MSE per GlobalNet level + OHKM on RefineNet, masked MSE there with ``loss.ohkm`` false).
 * **Hourglass**: one output per stack, the last final; every stack is supervised with the
   same target (:class:`~.losses.HourglassLoss`, OHKM on the last stack optional).
 """
@@ -29,6 +29,8 @@ from .models.registry import model_class
 
 #: σ factors of the CPN GlobalNet targets, coarse → fine (one per pyramid level).
 CPN_GLOBAL_SIGMA_FACTORS: tuple[float, ...] = (2.4, 1.73, 1.37, 1.0)
+#: loss weight of each GlobalNet level's masked MSE (RefineNet's loss has weight 1).
+CPN_GLOBAL_LOSS_WEIGHT = 0.5
 assert len(CPN_GLOBAL_SIGMA_FACTORS) == NUM_LEVELS, "one σ factor per CPN pyramid level"
 
 
@@ -58,7 +60,8 @@ class ModelFamily:
 
 CPN_FAMILY = ModelFamily("cpn", CPN_GLOBAL_SIGMA_FACTORS + (1.0,),
                          lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: CPNLoss(
-                             num_global=NUM_LEVELS, top_k=top_k, fg_weight=fg_weight,
+                             num_global=NUM_LEVELS, global_weight=CPN_GLOBAL_LOSS_WEIGHT, use_ohkm=ohkm,
+                             top_k=top_k, fg_weight=fg_weight,
                              integral_weight=integral_weight, integral_beta=integral_beta))
 HOURGLASS_FAMILY = ModelFamily("hourglass", (1.0,),
                                lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: HourglassLoss(

@@ -186,14 +186,15 @@ class _FinalIntegral(gluon.HybridBlock):
 
 class CPNLoss(_FinalIntegral):
     """Cascaded Pyramid Network loss for outputs ``(g_1, ..., g_num_global, refine)``:
-    ``global_weight * sum_i MaskedMSE(g_i, target_i) + OHKM(refine, target_last)``.
+    ``global_weight * sum_i MaskedMSE(g_i, target_i) + OHKM(refine, target_last)`` (with
+    ``use_ohkm`` False, the masked MSE on RefineNet too).
 
     ``target`` is (N, num_global + 1, K, h, w) or a list of num_global + 1
     (N, K, h, w) arrays aligned with the outputs (coarse GlobalNet targets first).
     With ``integral_weight`` > 0, ``integral_weight * Integral(refine, target_last)`` is added.
     """
 
-    def __init__(self, num_global: int = 4, global_weight: float = 0.5,
+    def __init__(self, num_global: int = 4, global_weight: float = 0.5, use_ohkm: bool = True,
                  top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
                  integral_beta: float = 10.0, **kwargs):
         super().__init__(integral_weight, integral_beta, **kwargs)
@@ -202,7 +203,7 @@ class CPNLoss(_FinalIntegral):
         self.num_global, self.global_weight = int(num_global), float(global_weight)
         with self.name_scope():
             self.mse = MaskedMSELoss(fg_weight)
-            self.ohkm = OHKMLoss(top_k, fg_weight)
+            self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
 
     def _targets(self, target) -> list:
         """Per-output targets from a list or an (N, L, K, h, w) array."""
@@ -224,8 +225,8 @@ class CPNLoss(_FinalIntegral):
         global_loss = self.mse(outputs[0], targets[0], weight)
         for out, tgt in zip(outputs[1:-1], targets[1:-1]):
             global_loss = global_loss + self.mse(out, tgt, weight)
-        return self._with_integral((global_loss, self.ohkm(outputs[-1], targets[-1], weight)),
-                                   outputs[-1], targets[-1], weight)
+        refine = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], targets[-1], weight)
+        return self._with_integral((global_loss, refine), outputs[-1], targets[-1], weight)
 
     def hybrid_forward(self, F, outputs, target, weight):
         """Total loss (1,)."""

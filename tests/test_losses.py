@@ -237,3 +237,17 @@ def test_integral_settings_are_checked():
         CPNLoss(integral_weight=-1)
     with pytest.raises(ValueError, match="integral beta must be > 0"):
         HourglassLoss(integral_weight=1, integral_beta=0)
+
+
+def test_cpn_loss_ohkm_off_is_plain_mse_on_refinenet():
+    from fashion_gluon.families import CPN_FAMILY
+
+    rng = np.random.default_rng(3)
+    outputs = tuple(rng.random((2, 4, 8, 8), dtype=np.float32) for _ in range(5))
+    target = rng.random((2, 5, 4, 8, 8), dtype=np.float32)
+    weight = np.ones((2, 4), np.float32)
+    weight[1, 2] = 0
+    plain = run(CPN_FAMILY.loss(ohkm=False), outputs, target, weight)
+    mse = [run(MaskedMSELoss(), outputs[i], target[:, i], weight) for i in range(5)]
+    assert plain == pytest.approx(0.5 * sum(mse[:4]) + mse[4], rel=1e-5)
+    assert run(CPN_FAMILY.loss(ohkm=True), outputs, target, weight) != pytest.approx(plain, rel=1e-3)
