@@ -32,7 +32,13 @@ def test_synth_then_evaluate_json(tmp_path, capsys):
                  "--pred", str(tmp_path / "pred.csv"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"ne", "per_category", "per_keypoint", "count"} <= set(result)
-    assert 0 < result["ne"] < 100 and result["count"] > 0
+    # every visible point is 5 px off: NE = mean over them of 5 / the image's normalizing distance
+    kps, pairs = truth.keypoints, truth.schema.norm_pairs
+    norm = np.array([np.linalg.norm(kps[i, pairs[c][0], :2] - kps[i, pairs[c][1], :2])
+                     for i, c in enumerate(truth.categories)])
+    visible = kps[:, :, 2] == 1
+    expected = 100 * np.mean(np.broadcast_to(5.0 / norm[:, None], visible.shape)[visible])
+    assert result["ne"] == pytest.approx(expected, rel=1e-6) and result["count"] == int(visible.sum())
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
