@@ -1,4 +1,4 @@
-"""Offline backbone weights: model-store and explicit files, both parameter formats, clear errors."""
+"""Backbone weights read from files (never downloaded): model-store and explicit files, both formats, clear errors."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -96,8 +96,9 @@ def test_missing_store_file_names_file_directory_and_remedy(mxnet_home):
     message = str(err.value)
     assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, FashionGluonError)
     assert "\n" not in message
-    assert f"expected {file_name} in {mxnet_home / 'models'} " in message
-    assert "gluoncv.model_zoo.get_model('resnet50_v1b', pretrained=True)" in message
+    assert message == (f"ImageNet weights of backbone detnet59 missing: {mxnet_home / 'models' / file_name} "
+                       "(gluoncv's resnet50_v1b; the model store is $MXNET_HOME/models, default ~/.mxnet/models). "
+                       "Training never downloads; fetch it with: fashion-gluon weights --fetch detnet59")
     assert not (mxnet_home / "models" / file_name).exists()
 
 

@@ -12,7 +12,8 @@ from ..engine.train import fit
 from ..errors import FashionGluonError
 from ..inference.evaluate import evaluate_run
 from ..metrics import evaluate_csv
-from ..models import check_input_size
+from ..models import BACKBONES, check_input_size
+from ..models.fetch import fetch_weights
 from ..models.pretrained import backbone_weight_status
 from ..runs import is_run, run_config
 from ..schema import load_schema
@@ -84,6 +85,10 @@ def cmd_summary(args) -> None:
 
 
 def cmd_weights(args) -> None:
+    if args.fetch:
+        for row in fetch_weights(args.fetch):
+            print(row.summary())
+        return
     for name, path, present in backbone_weight_status():
         print(f"{'present' if present else 'MISSING'}  {name:24s} {path}")
 
@@ -169,7 +174,14 @@ def register(sub) -> None:
                    help="model constructor options, e.g. --options num_stacks=8")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("weights", help="which pretrained backbone files are present")
+    p = sub.add_parser("weights", help="which pretrained backbone files are present; --fetch downloads them",
+                       description="List the ImageNet weight files of the backbones in gluoncv's model store "
+                                   "($MXNET_HOME/models, default ~/.mxnet/models), or download them. Training never "
+                                   "downloads: model.pretrained: true needs the file there.")
+    p.add_argument("--fetch", metavar="BACKBONE", help="download gluoncv's ImageNet weights of BACKBONE (a registry "
+                   f"backbone: {', '.join(BACKBONES)}) or of all, from $MXNET_GLUON_REPO (default: Apache's MXNet "
+                   "repository) into the model store, SHA-1 checked; a file already there with the right hash is "
+                   "kept; a failed download leaves nothing behind.")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "

@@ -22,7 +22,8 @@ Conventions shared by every model (documented here once):
   learns it from the targets).
 * :func:`get_model` returns an initialized model on ``ctx`` (default CPU), with
   the backbone's ImageNet weights loaded when ``pretrained`` is True or a path
-  (never downloaded; see :mod:`.pretrained`). New layers use He init, the final
+  (see :mod:`.pretrained`). Training and :func:`get_model` never download;
+  ``fashion-gluon weights --fetch`` does (:mod:`.fetch`). New layers use He init, the final
   heatmap convolutions Normal(0.001). ``model.initialize()`` without ``init``
   uses the same defaults.
 """

@@ -1,4 +1,5 @@
-"""Offline ImageNet weights for the backbones; nothing here ever downloads.
+"""ImageNet weights for the backbones, read from files: training never downloads;
+``fashion-gluon weights --fetch BACKBONE`` does (:mod:`.fetch`).
 
 ``pretrained=True`` reads gluoncv's model-store file
 ``$MXNET_HOME/models/<name>-<short hash>.params`` (``MXNET_HOME`` defaults to
@@ -7,7 +8,7 @@ hold the weights of the gluoncv classifier the backbone is built from, in
 gluoncv's layout (``save_parameters`` or the older prefix-named format); the
 classifier's extra layers (fc, the stages a DetNet backbone replaces) are
 ignored, every layer the backbone shares with it must be present. The file's
-SHA-1 is not checked.
+SHA-1 is not checked here (``weights --fetch`` checks what it downloads).
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ def store_file_name(imagenet_name: str) -> Optional[str]:
         return None
 
 
-def resolve_weights(imagenet_name: str, pretrained: Pretrained) -> Path:
-    """The existing weight file meant by ``pretrained`` (True or a path) for ``imagenet_name``."""
+def resolve_weights(backbone: str, pretrained: Pretrained) -> Path:
+    """The existing weight file meant by ``pretrained`` (True or a path) for registry backbone ``backbone``."""
+    imagenet_name = BACKBONES[backbone].imagenet_name
     if pretrained is True:
         file_name = store_file_name(imagenet_name)
         if file_name is None:
@@ -60,11 +62,9 @@ def resolve_weights(imagenet_name: str, pretrained: Pretrained) -> Path:
         path = model_store_dir() / file_name
         if not path.is_file():
             raise MissingWeightsError(
-                f"ImageNet weights for {imagenet_name} not found: expected {file_name} in {path.parent} "
-                f"(set MXNET_HOME to look in $MXNET_HOME/models instead). Nothing is downloaded here; on a machine "
-                f"with internet run: python -c \"import gluoncv; gluoncv.model_zoo.get_model('{imagenet_name}', "
-                f"pretrained=True)\" and copy ~/.mxnet/models/{file_name} into {path.parent}, "
-                f"or pass pretrained='path/to/{file_name}'")
+                f"ImageNet weights of backbone {backbone} missing: {path} (gluoncv's {imagenet_name}; the model store is "
+                f"$MXNET_HOME/models, default ~/.mxnet/models). Training never downloads; fetch it with: "
+                f"fashion-gluon weights --fetch {backbone}")
         return path
     path = Path(pretrained).expanduser()
     if not path.is_file():
@@ -79,7 +79,7 @@ def load_backbone_weights(backbone: Backbone, pretrained: Pretrained, ctx=None) 
     Returns the file read. Raises :class:`MissingWeightsError` if it is absent and
     :class:`FashionGluonError` if it does not hold the classifier's weights.
     """
-    path = resolve_weights(backbone.imagenet_name, pretrained)
+    path = resolve_weights(backbone.backbone_name, pretrained)
     trunk = backbone.trunk
     try:
         if any("." in key for key in mx.nd.load(str(path))):
