@@ -6,15 +6,35 @@ from pathlib import Path
 
 import mxnet as mx
 
+#: The features that set a precision's speed, each with the /proc/cpuinfo flags that show it.
+FEATURES = {"AVX2": {"avx2"}, "AVX-512": {"avx512f"}, "AVX512-BF16": {"avx512_bf16"},
+            "VNNI": {"avx512_vnni", "avx_vnni"}, "AMX-BF16": {"amx_bf16"}, "AMX-INT8": {"amx_int8"}}
+
 
 @functools.lru_cache(maxsize=1)
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text (empty where it cannot be read)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        return ""
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags."""
+    return {flag for line in _cpuinfo().splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("unknown CPU" where /proc/cpuinfo has none)."""
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
+    return names[0] if names else "unknown CPU"
+
+
+def cpu_features() -> list[str]:
+    """Which of :data:`FEATURES` this CPU has, in that order."""
+    flags = _cpu_flags()
+    return [name for name, names in FEATURES.items() if flags & names]
 
 
 def cpu_has_vnni() -> bool:
@@ -33,4 +53,4 @@ def cpu_has_bf16() -> bool:
 NO_BF16 = ("this CPU has no native bfloat16 (AVX512-BF16 or AMX), which MXNet's oneDNN needs for bf16; "
            "use fp32 (or INT8 via `fashion-gluon quantize`)")
 
-__all__ = ["cpu_has_bf16", "cpu_has_vnni", "NO_BF16"]
+__all__ = ["FEATURES", "cpu_features", "cpu_has_bf16", "cpu_has_vnni", "cpu_model", "NO_BF16"]

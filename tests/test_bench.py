@@ -1,9 +1,22 @@
-"""The benchmark command's plumbing (figures themselves are recorded in the README, not asserted)."""
+"""The benchmark command's plumbing (figures themselves are recorded in docs/performance.md, not
+asserted, except that no measured share exceeds its precision's measured limit)."""
 import json
 
 import pytest
 
-from fashion_gluon.tools import bench
+from fashion_gluon.tools import bench, limits
+
+#: A hand-made :func:`limits.measure_limits` result.
+LIMITS = {"cpu": {"model": "Test CPU", "features": ["AVX2", "VNNI"]}, "n": 2048,
+          "precisions": {"fp32": {"gflops": 100.0, "library": "mxnet", "libraries": {"mxnet": 100.0, "openvino": 80.0}},
+                         "int8": {"gflops": 400.0, "library": "openvino", "libraries": {"mxnet": 300.0, "openvino": 400.0}}},
+          "skipped": {"bf16": "this CPU has no native bfloat16 (AVX512-BF16 or AMX)"}}
+
+
+@pytest.fixture(scope="module")
+def measured_limits():
+    """This machine's limits, measured once for the module at the default size."""
+    return limits.measure_limits(repeats=3)
 
 
 def test_bench_data_reports_every_size_and_source(tmp_path):
@@ -14,16 +27,56 @@ def test_bench_data_reports_every_size_and_source(tmp_path):
     assert result["img_per_s_per_core"] == figures["jpeg"]["img_per_s_per_core"]
 
 
-def test_format_result_lists_models_and_data():
-    result = {"gemm_peak_gflops": 100.0,
+def test_format_result_lists_limits_models_and_data():
+    result = {"limits": LIMITS,
               "data": {"workers": 2, "sizes": {"256": {"jpeg": {"img_per_s_per_core": 400.0, "loader_img_per_s": 150.0}}}},
               "model": {"m": {"gmacs_per_img": 8.3, "infer_img_per_s": 4.0, "train_img_per_s": 1.2,
-                              "infer_peak_share": 0.66, "train_peak_share": 0.6,
+                              "infer_limit_share": 0.66, "train_limit_share": 0.6,
                               "precision_img_per_s": {"fp32": 4.0, "bf16": 5.0, "int8": 12.0},
-                              "int8_speedup": 3.0, "bf16_speedup": 1.25}}}
+                              "precision_limit_share": {"fp32": 0.66, "bf16": None, "int8": 0.5},
+                              "int8_speedup": 3.0, "bf16_speedup": 1.25,
+                              "train_bf16_img_per_s": 2.0, "train_bf16_limit_share": None}}}
     text = bench.format_result(result)
-    assert "100.0 GFLOP/s" in text and "jpeg 256²:   400.0 img/s/core" in text
-    assert "(66 % of peak)" in text and "INT8 3.00x" in text and "bf16 1.25x" in text
+    assert text.startswith("CPU: Test CPU; features: AVX2, VNNI\n")
+    assert "fp32 limit (2048² products): 100 GFLOP/s, MXNet oneDNN FullyConnected (others: openvino 80)" in text
+    assert "int8 limit (2048² products): 400 GOP/s, OpenVINO MatMul (others: mxnet 300)" in text
+    assert "bf16: skipped (this CPU has no native bfloat16" in text and "jpeg 256²:   400.0 img/s/core" in text
+    assert "infer 4.00 img/s (66 % of the fp32 limit), train 1.20 img/s (60 % of the fp32 limit)" in text
+    assert "int8 12.00 img/s (50 % of the int8 limit)" in text and "bf16 5.00 img/s (no bf16 limit)" in text
+    assert "INT8 3.00x" in text and "bf16 1.25x" in text and "training bf16 2.00 img/s (no bf16 limit)" in text
+
+
+def test_limit_share_divides_by_its_own_precision_only():
+    assert limits.limit_share(LIMITS, "int8", 100.0) == 0.25
+    assert limits.limit_share(LIMITS, "fp32", 50.0) == 0.5
+    assert limits.limit_share(LIMITS, "bf16", 50.0) is None
+
+
+def test_measure_limits_skips_what_the_cpu_or_the_install_lacks(monkeypatch):
+    monkeypatch.setattr(limits, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(limits, "available_runtimes", lambda: ["mxnet"])
+    result = limits.measure_limits(n=64, repeats=1)
+    assert set(result["precisions"]) == {"fp32", "int8"} and set(result["skipped"]) == {"bf16", "openvino"}
+    assert all(p["library"] == "mxnet" and set(p["libraries"]) == {"mxnet"} and p["gflops"] > 0
+               for p in result["precisions"].values())
+    lines = limits.format_limits(result)
+    assert "bf16: skipped (this CPU has no native bfloat16 (AVX512-BF16 or AMX))" in lines
+    assert "openvino: skipped (openvino is not installed)" in lines
+
+
+@pytest.mark.parametrize("precision", limits.PRECISIONS)
+def test_a_real_tiny_model_stays_within_the_measured_limit(measured_limits, precision):
+    from fashion_gluon.cpu import cpu_features
+    assert measured_limits["cpu"]["features"] == cpu_features()
+    if precision in measured_limits["skipped"]:
+        pytest.skip(f"{precision}: {measured_limits['skipped'][precision]}")
+    limit = measured_limits["precisions"][precision]
+    assert limit["gflops"] == max(limit["libraries"].values()) and limit["library"] in limits.LIBRARIES
+    figures = bench.bench_precisions("cpn_resnet18", batch=2, size=64, warmup=1, iters=2, limits=measured_limits)
+    assert 0 < figures["precision_limit_share"][precision] <= 1.0
+    if precision == "fp32":
+        model = bench.bench_model("cpn_resnet18", batch=2, size=64, warmup=1, iters=2, limits=measured_limits)
+        assert 0 < model["infer_limit_share"] <= 1.0 and 0 < model["train_limit_share"] <= 1.0
 
 
 def test_bench_precisions_measures_bf16_only_where_the_cpu_has_it():
@@ -33,10 +86,11 @@ def test_bench_precisions_measures_bf16_only_where_the_cpu_has_it():
     assert set(rates) == ({"fp32", "int8", "bf16"} if cpu_has_bf16() else {"fp32", "int8"})
     assert figures["int8_speedup"] == pytest.approx(rates["int8"] / rates["fp32"])
     assert ("bf16_speedup" in figures) == cpu_has_bf16() and figures.get("bf16_missing", NO_BF16) == NO_BF16
-    text = bench.format_result({"gemm_peak_gflops": 1.0, "model": {"m": {
-        "gmacs_per_img": 1.0, "infer_img_per_s": 1.0, "train_img_per_s": 1.0, "infer_peak_share": 0.5,
-        "train_peak_share": 0.5, "precision_img_per_s": {"fp32": 1.0, "int8": 2.0}, "int8_speedup": 2.0,
-        "bf16_missing": NO_BF16}}})
+    assert "precision_limit_share" not in figures, "no limits given, no shares"
+    text = bench.format_result({"limits": LIMITS, "model": {"m": {
+        "gmacs_per_img": 1.0, "infer_img_per_s": 1.0, "train_img_per_s": 1.0, "infer_limit_share": 0.5,
+        "train_limit_share": 0.5, "precision_img_per_s": {"fp32": 1.0, "int8": 2.0},
+        "precision_limit_share": {"fp32": 0.5, "int8": 0.25}, "int8_speedup": 2.0, "bf16_missing": NO_BF16}}})
     assert f"INT8 2.00x fp32 (no bf16: {NO_BF16})" in text
 
 
@@ -53,13 +107,15 @@ def test_decoding_floor_of_dark_is_below_the_goal_and_far_below_the_quarter_rule
     assert main(["bench", "codec"]) == 2  # needs --data-root
 
 
-def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_run, tiny_data, capsys):
+def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_run, tiny_data, capsys,
+                                                                        measured_limits):
     from fashion_gluon.cli import main
     from fashion_gluon.cpu import cpu_has_bf16
     from fashion_gluon.inference.evaluate import evaluate_run
     from fashion_gluon.inference.runtimes import available_runtimes
     from fashion_gluon.tools.bench_infer import PATHS, bench_infer, format_infer
-    result = bench_infer(checkpoint=tiny_run, batch=4, data_root=tiny_data, split="val", rounds=1)
+    result = bench_infer(checkpoint=tiny_run, batch=4, data_root=tiny_data, split="val", rounds=1,
+                         limits=measured_limits)
     rows = {(row["runtime"], row["precision"]): row for row in result["paths"]}
     assert list(rows) == list(PATHS) and result["input_size"] == [64, 64]
     expected = {("mxnet", "fp32"), ("mxnet", "int8")} | {(r, p) for r in ("onnxruntime", "openvino")
@@ -68,15 +124,15 @@ def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_ru
         expected |= {("mxnet", "bf16")} | ({("openvino", "bf16")} if "openvino" in available_runtimes() else set())
     measured = {key for key, row in rows.items() if "img_per_s" in row}
     assert measured == expected
-    assert all(rows[key]["img_per_s"] > 0 and rows[key]["latency_ms"] > 0 and rows[key]["peak_share"] > 0
-               for key in measured)
+    assert all(rows[key]["img_per_s"] > 0 and rows[key]["latency_ms"] > 0 and 0 < rows[key]["limit_share"] <= 1.0
+               for key in measured), "each path within its own precision's limit"
     assert all(rows[key]["missing"] for key in set(PATHS) - measured)
     fp32_ne = evaluate_run(tiny_run, tiny_data, batch_size=4)["ne"]
     assert rows[("mxnet", "fp32")]["ne"] == pytest.approx(fp32_ne), "the same NE as evaluate"
     for runtime in {"onnxruntime", "openvino"} & set(available_runtimes()):
         assert rows[(runtime, "fp32")]["ne"] == pytest.approx(fp32_ne, abs=0.01)
     table = format_infer(result)
-    assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table
+    assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table and "fp32 limit (2048² products)" in table
     assert main(["bench", "infer", "--checkpoint", str(tiny_run), "--batch", "2", "--rounds", "1", "--json"]) == 0
     assert "ne" not in json.loads(capsys.readouterr().out)["paths"][0], "no --split, no NE"
 
@@ -86,7 +142,7 @@ def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_ru
                                                    ("model", None, ["cpn_resnet50"])])
 def test_bench_run_measures_the_chosen_model_or_the_reference_ones(monkeypatch, what, model, expected):
     measured = []
-    monkeypatch.setattr(bench, "gemm_peak_gflops", lambda: 100.0)
+    monkeypatch.setattr(bench, "measure_limits", lambda: LIMITS)
     monkeypatch.setattr(bench, "bench_data", lambda *args, **kwargs: {"img_per_s_per_core": 1.0})
     monkeypatch.setattr(bench, "bench_model", lambda name, *args, **kwargs: measured.append(name) or
                         {"infer_img_per_s": 2.0, "train_img_per_s": 1.0})

@@ -137,10 +137,10 @@ def test_hourglass8_params_anchor_and_macs_by_hand():
 def test_bench_model_smoke_and_derived_figures():
     from fashion_gluon.tools.bench import bench_model
     result = bench_model("hourglass_small", batch=1, size=64, num_keypoints=3, warmup=1, iters=1,
-                         peak_gflops=100.0)
+                         limits={"precisions": {"fp32": {"gflops": 100.0}}})
     assert result["gmacs_per_img"] == pytest.approx(summarize("hourglass_small", (64, 64), 3)["gmacs"])
     assert result["infer_gflops"] == pytest.approx(2 * result["gmacs_per_img"] * result["infer_img_per_s"])
     assert result["train_gflops"] == pytest.approx(6 * result["gmacs_per_img"] * result["train_img_per_s"])
-    assert result["gemm_peak_gflops"] == 100.0
-    assert result["train_peak_share"] == pytest.approx(result["train_gflops"] / 100.0)
+    assert result["infer_limit_share"] == pytest.approx(result["infer_gflops"] / 100.0)
+    assert result["train_limit_share"] == pytest.approx(result["train_gflops"] / 100.0)
     assert result["infer_img_per_s"] > 0 and result["train_img_per_s"] > 0

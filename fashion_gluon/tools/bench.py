@@ -1,6 +1,9 @@
-"""Speed benchmarks: the fp32 GEMM peak of the machine and a model's inference
-and training throughput as a share of it. Times are the best of a few runs
-(the machine is shared); training FLOPs are taken as 3× the forward's.
+"""Speed benchmarks: a model's inference and training throughput, each as a share of its
+precision's limit on this machine (:mod:`.limits`). Times are the best of a few runs (the
+machine is shared); training FLOPs are taken as 3× the forward's.
+
+The findings below predate :mod:`.limits`: their "GEMM peak" was fp32 ``mx.nd.dot``
+(OpenBLAS), measured then with its default kernels on an AMD EPYC.
 
 Findings, mxnet 1.9.1 (oneDNN) on 2 vCPUs (AMD EPYC, AVX-512), batch 8, 256²,
 K = 24, measured with ``bench_model`` and interleaved in-process comparisons:
@@ -41,7 +44,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import mxnet as mx
@@ -57,30 +59,8 @@ from ..inference.quantize import quantize, to_bf16
 from ..losses import CPNLoss, MaskedMSELoss
 from ..models import get_model
 from ..schema import load_schema
+from .limits import best_seconds, format_limits, limit_share, measure_limits, percent
 from .summary import count_macs
-
-
-def best_seconds(fn: Callable[[], object], warmup: int, iters: int) -> float:
-    """Fastest of ``iters`` timed calls of ``fn`` after ``warmup`` untimed ones;
-    ``fn`` must return only once its work is done (e.g. end with ``waitall``)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def gemm_peak_gflops(ctx: mx.Context = mx.cpu(), n: int = 2048, repeats: int = 20) -> float:
-    """Measured fp32 GEMM peak in GFLOP/s: the fastest of ``repeats`` n×n by n×n
-    ``mx.nd.dot`` products (2·n³ floating-point operations each). On this shared 2-core
-    machine single measurements ranged 143-210 GFLOP/s, hence many repeats (≈ 0.1 s each)."""
-    a = mx.nd.random.uniform(shape=(n, n), ctx=ctx)
-    b = mx.nd.random.uniform(shape=(n, n), ctx=ctx)
-    seconds = best_seconds(lambda: mx.nd.dot(a, b).wait_to_read(), warmup=1, iters=repeats)
-    return 2 * n ** 3 / seconds / 1e9
 
 
 def _dummy_target(loss: gluon.HybridBlock, outputs: tuple) -> mx.nd.NDArray:
@@ -121,13 +101,13 @@ def infer_seconds(net: gluon.HybridBlock, x: mx.nd.NDArray, warmup: int, iters: 
 def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256,
                 num_keypoints: "int | None" = None, ctx: mx.Context = mx.cpu(), warmup: int = 2,
                 iters: int = 5, loss: "gluon.HybridBlock | None" = None,
-                peak_gflops: "float | None" = None) -> dict:
-    """Inference and training throughput of a registry model, randomly
+                limits: "dict | None" = None) -> dict:
+    """fp32 inference and training throughput of a registry model, randomly
     initialized, on ``batch`` random ``size``² images, with the FLOP rates they
-    imply and their share of the measured GEMM peak (training FLOPs are taken
-    as 3× the forward's; every time is the best of ``iters``). ``name`` may
-    also be an initialized heatmap block; ``loss`` then defaults to MaskedMSELoss.
-    ``peak_gflops`` reuses an earlier :func:`gemm_peak_gflops` measurement."""
+    imply and (given ``limits``, from :func:`~.limits.measure_limits`) their share of the
+    fp32 limit (training FLOPs are taken as 3× the forward's; every time is the best of
+    ``iters``). ``name`` may also be an initialized heatmap block; ``loss`` then defaults
+    to MaskedMSELoss."""
     if isinstance(name, str):
         net = get_model(name, num_keypoints or load_schema().num_keypoints, ctx=ctx)
         loss = loss or family_of(name).loss()
@@ -139,11 +119,13 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     macs = count_macs(net, (1, 3, size, size))
     infer_rate = batch / infer_seconds(net, x, warmup, iters)
     train_rate = batch / train_seconds(net, loss, x, warmup, iters)
-    peak = gemm_peak_gflops(ctx) if peak_gflops is None else peak_gflops
     infer_gflops, train_gflops = 2 * macs * infer_rate / 1e9, 3 * 2 * macs * train_rate / 1e9
-    return {"infer_img_per_s": infer_rate, "train_img_per_s": train_rate, "gmacs_per_img": macs / 1e9,
-            "infer_gflops": infer_gflops, "train_gflops": train_gflops, "gemm_peak_gflops": peak,
-            "infer_peak_share": infer_gflops / peak, "train_peak_share": train_gflops / peak}
+    result = {"infer_img_per_s": infer_rate, "train_img_per_s": train_rate, "gmacs_per_img": macs / 1e9,
+              "infer_gflops": infer_gflops, "train_gflops": train_gflops}
+    if limits is not None:
+        result.update(infer_limit_share=limit_share(limits, "fp32", infer_gflops),
+                      train_limit_share=limit_share(limits, "fp32", train_gflops))
+    return result
 
 
 # --------------------------------------------------------------------------- data pipeline
@@ -211,10 +193,11 @@ def bench_data(data_root=None, sizes: tuple[int, ...] = (256, 384), images: int 
 # --------------------------------------------------------------------------- low precision
 
 def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: "int | None" = None,
-                     warmup: int = 2, iters: int = 5) -> dict:
+                     warmup: int = 2, iters: int = 5, limits: "dict | None" = None) -> dict:
     """Inference img/s of a random-weight registry model in fp32, bf16 (``mx.contrib.amp``; only
     on a CPU with native bf16, else ``bf16_missing`` says why) and INT8 (``quantize_net``,
-    calibrated on random images) on the CPU."""
+    calibrated on random images) on the CPU; given ``limits``, each one's share of its
+    precision's limit (``precision_limit_share``)."""
     net = get_model(name, num_keypoints or load_schema().num_keypoints)
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
@@ -223,10 +206,16 @@ def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: 
                                                           mx.nd.zeros(2 * batch)), batch_size=batch)
     rates["int8"] = batch / infer_seconds(quantize(net, calib), x, warmup, iters)
     result = {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"]}
-    if not cpu_has_bf16():
-        return {**result, "bf16_missing": NO_BF16}
-    rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
-    return {**result, "bf16_speedup": rates["bf16"] / rates["fp32"]}
+    if cpu_has_bf16():
+        rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
+        result["bf16_speedup"] = rates["bf16"] / rates["fp32"]
+    else:
+        result["bf16_missing"] = NO_BF16
+    if limits is not None:
+        gflops_per_img = 2 * count_macs(net, (1, 3, size, size)) / 1e9
+        result["precision_limit_share"] = {precision: limit_share(limits, precision, gflops_per_img * rate)
+                                           for precision, rate in rates.items()}
+    return result
 
 
 def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
@@ -236,7 +225,7 @@ def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
               "from fashion_gluon.engine.trainer import enable_mixed_precision\n"
               "from fashion_gluon.tools.bench import bench_model\n"
               "enable_mixed_precision('bf16', [mx.cpu()])\n"
-              f"print(json.dumps(bench_model({name!r}, {batch}, {size}, peak_gflops=1.0)))\n")
+              f"print(json.dumps(bench_model({name!r}, {batch}, {size})))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["train_img_per_s"]
 
@@ -251,42 +240,45 @@ def run(what: str, model: "str | None" = None, batch: int = 8, size: int = 256, 
         rec: bool = False) -> dict:
     """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO
     and the low precisions). ``model``: default :data:`DEFAULT_MODEL`, for ``all`` every :data:`ALL_MODELS`."""
-    result: dict = {"gemm_peak_gflops": gemm_peak_gflops()}
+    result: dict = {"limits": measure_limits()}
     if what in ("data", "all"):
         result["data"] = bench_data(data_root, rec=rec or what == "all")
         result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
     if what == "model":
         model = model or DEFAULT_MODEL
-        result["model"] = {model: bench_model(model, batch, size, peak_gflops=result["gemm_peak_gflops"])}
+        result["model"] = {model: bench_model(model, batch, size, limits=result["limits"])}
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":
-        result["model"] = {name: {**bench_model(name, batch, size, peak_gflops=result["gemm_peak_gflops"]),
-                                  **bench_precisions(name, batch, size)}
+        result["model"] = {name: {**bench_model(name, batch, size, limits=result["limits"]),
+                                  **bench_precisions(name, batch, size, limits=result["limits"])}
                            for name in ((model,) if model else ALL_MODELS)}
         for name, figures in result["model"].items():
             if "bf16_missing" not in figures:
                 figures["train_bf16_img_per_s"] = bench_train_bf16(name, batch, size)
+                figures["train_bf16_limit_share"] = limit_share(
+                    result["limits"], "bf16", 6 * figures["gmacs_per_img"] * figures["train_bf16_img_per_s"])
     return result
 
 
 def format_result(result: dict) -> str:
     """A plain-text table of :func:`run`'s figures."""
-    lines = [f"fp32 GEMM peak (mx.nd.dot 2048²): {result['gemm_peak_gflops']:.1f} GFLOP/s"]
+    lines = format_limits(result["limits"])
     for size, sources in result.get("data", {}).get("sizes", {}).items():
         for source, figures in sources.items():
             lines.append(f"data {source:4s} {size}²: {figures['img_per_s_per_core']:7.1f} img/s/core, "
                          f"DataLoader({result['data']['workers']} workers) {figures['loader_img_per_s']:7.1f} img/s")
     for name, figures in result.get("model", {}).items():
         lines.append(f"{name}: {figures['gmacs_per_img']:.2f} GMACs/img; infer {figures['infer_img_per_s']:.2f} img/s "
-                     f"({100 * figures['infer_peak_share']:.0f} % of peak), train {figures['train_img_per_s']:.2f} img/s "
-                     f"({100 * figures['train_peak_share']:.0f} % of peak)")
+                     f"({percent(figures['infer_limit_share'], 'fp32')}), train "
+                     f"{figures['train_img_per_s']:.2f} img/s ({percent(figures['train_limit_share'], 'fp32')})")
         if "int8_speedup" in figures:
-            rates = figures["precision_img_per_s"]
+            rates, shares = figures["precision_img_per_s"], figures["precision_limit_share"]
             bf16 = (f", bf16 {figures['bf16_speedup']:.2f}x" if "bf16_speedup" in figures
                     else f" (no bf16: {figures['bf16_missing']})")
-            lines.append("  inference " + ", ".join(f"{k} {v:.2f} img/s" for k, v in rates.items())
+            lines.append("  inference " + ", ".join(f"{k} {v:.2f} img/s ({percent(shares[k], k)})" for k, v in rates.items())
                          + f"; INT8 {figures['int8_speedup']:.2f}x fp32{bf16}")
         if "train_bf16_img_per_s" in figures:
-            lines.append(f"  training bf16 {figures['train_bf16_img_per_s']:.2f} img/s")
+            lines.append(f"  training bf16 {figures['train_bf16_img_per_s']:.2f} img/s "
+                         f"({percent(figures['train_bf16_limit_share'], 'bf16')})")
     return "\n".join(lines)
 

@@ -1,14 +1,14 @@
 """``fashion-gluon bench infer``: every inference path this machine has — runtime (MXNet, ONNX
 Runtime, OpenVINO) × precision (fp32, bf16, INT8) — on one network, measured in one run:
-throughput at a batch, latency at batch 1, and the fp32 GEMM-peak share the throughput
-implies; with a trained run and ``--data-root``, also each path's NE on a split.
+throughput at a batch, latency at batch 1, and the share of its precision's limit
+(:mod:`.limits`: the fastest inner product of that precision in MXNet's oneDNN or OpenVINO)
+the throughput implies; with a trained run and ``--data-root``, also each path's NE on a split.
 
 Each path is a network the :class:`~fashion_gluon.inference.model.KeypointModel` calls
 (NDArray in, heatmaps out), timed as prediction calls it, conversion included. Times are the
 best of ``iters`` calls after ``warmup``, taken over ``rounds`` rounds that visit every path
 in turn, so that a burst of load from another process on this shared machine hits all paths
-alike. The INT8 peak of a CPU is a multiple of its fp32 peak (2× on AVX2 without VNNI, 4× with
-VNNI), so an INT8 path may exceed 100 % of the fp32 peak.
+alike.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from ..inference.runtimes import available_runtimes
 from ..models import get_model
 from ..runs import run_data_root
 from ..schema import load_schema
-from .bench import DEFAULT_MODEL, best_seconds, gemm_peak_gflops
+from .bench import DEFAULT_MODEL
+from .limits import best_seconds, format_limits, limit_share, measure_limits, percent
 from .summary import count_macs
 
 #: Every (runtime, precision) pair, in the order of the table.
@@ -103,12 +104,13 @@ def time_paths(paths: dict, batch: int, size: tuple[int, int], rounds: int = 3, 
 
 def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | None" = None, batch: int = 8,
                 size: "int | None" = None, data_root: "str | os.PathLike | None" = None,
-                split: "str | None" = None, rounds: int = 3) -> dict:
+                split: "str | None" = None, rounds: int = 3, limits: "dict | None" = None) -> dict:
     """Figures of every inference path for a registry ``model`` (default
     :data:`~.bench.DEFAULT_MODEL`) with random weights (calibrated
     on random images; ``size``² input, default 256) or the best weights of a run
     (``checkpoint``: calibrated on its training images, its input size; with ``split``, each
-    path's single-pass NE on that split of ``data_root``, default the run's data)."""
+    path's single-pass NE on that split of ``data_root``, default the run's data). ``limits``
+    reuses an earlier :func:`~.limits.measure_limits`."""
     if checkpoint is not None:
         net, config, state = load_run(checkpoint)
         input_size = tuple(config["data"]["input_size"]) if size is None else (size, size)
@@ -124,7 +126,7 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
     net.hybridize(static_alloc=True, static_shape=True)
     result: dict = {"model": name, "batch": batch, "input_size": list(input_size),
                     "gmacs_per_img": count_macs(net, (1, 3, *input_size)) / 1e9,
-                    "gemm_peak_gflops": gemm_peak_gflops(), "threads": os.environ.get("OMP_NUM_THREADS")}
+                    "limits": limits or measure_limits(), "threads": os.environ.get("OMP_NUM_THREADS")}
     with tempfile.TemporaryDirectory() as folder:
         paths, missing = build_paths(net, input_size, calibration, Path(folder))
         timings = time_paths(paths, batch, input_size, rounds)
@@ -139,7 +141,7 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
         row = {"runtime": key[0], "precision": key[1]}
         if key in timings:
             gflops = 2 * result["gmacs_per_img"] * timings[key]["img_per_s"]
-            row.update(timings[key], peak_share=gflops / result["gemm_peak_gflops"])
+            row.update(timings[key], limit_share=limit_share(result["limits"], key[1], gflops))
             if key in ne:
                 row["ne"] = ne[key]
         else:
@@ -150,10 +152,12 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
 
 
 def format_infer(result: dict) -> str:
-    """:func:`bench_infer`'s figures as a Markdown table, fastest path per precision in bold."""
-    lines = [f"{result['model']}, {result['input_size'][0]}x{result['input_size'][1]}, "
-             f"{result['gmacs_per_img']:.2f} GMACs/img; fp32 GEMM peak {result['gemm_peak_gflops']:.0f} GFLOP/s",
-             "", f"| runtime | precision | batch {result['batch']} img/s | share of fp32 peak | batch 1 ms |"
+    """:func:`bench_infer`'s figures as a Markdown table after the limits, fastest path per
+    precision in bold."""
+    lines = [*format_limits(result["limits"]),
+             f"{result['model']}, {result['input_size'][0]}x{result['input_size'][1]}, "
+             f"{result['gmacs_per_img']:.2f} GMACs/img",
+             "", f"| runtime | precision | batch {result['batch']} img/s | share of limit | batch 1 ms |"
              + (f" {result['split']} NE |" if result["split"] else ""),
              "|---|---|---|---|---|" + ("---|" if result["split"] else "")]
     fastest = {}
@@ -168,7 +172,7 @@ def format_infer(result: dict) -> str:
         rate = f"{row['img_per_s']:.2f}"
         rate = f"**{rate}**" if row["img_per_s"] == fastest[row["precision"]] else rate
         ne = f" {row['ne']:.2f} % |" if "ne" in row else (" |" if result["split"] else "")
-        lines.append(f"| {row['runtime']} | {row['precision']} | {rate} | {100 * row['peak_share']:.0f} % | "
+        lines.append(f"| {row['runtime']} | {row['precision']} | {rate} | {percent(row['limit_share'], row['precision'])} | "
                      f"{row['latency_ms']:.0f} |" + ne)
     return "\n".join(lines)
 
