@@ -25,7 +25,6 @@ NEEDED = {
     ("train", "--train"),
     ("predict", "--test"),
     ("predict", "--format"),
-    ("weights", "--fetch"),
 }
 
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
