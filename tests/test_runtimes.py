@@ -220,3 +220,16 @@ def test_missing_runtime_names_the_extra(tiny, monkeypatch, module):
         make(path)
     assert module not in available_runtimes()
     assert issubclass(RuntimeMissingError, FashionGluonError)
+
+
+def test_precision_audit_lists_layers_with_their_precision(tiny):
+    pytest.importorskip("openvino")
+    from fashion_gluon.tools.int8_audit import format_audit, precision_audit
+    _, _, int8, report = tiny
+    rows = precision_audit(int8, batch=2, size=SIZE, threads=2, iters=1)
+    assert rows and all({"name", "type", "precision", "ms"} <= set(row) for row in rows)
+    convs = {row["name"]: row["precision"] for row in rows if row["type"] == "Convolution"}
+    assert list(convs.values()).count("u8") >= 40, convs
+    stem = [name for name in convs if name.startswith(report["fp32_convs"][0])]
+    assert stem and all(convs[name] == "f32" for name in stem), "the stem stays f32"
+    assert "| Convolution | u8 |" in format_audit(rows)
