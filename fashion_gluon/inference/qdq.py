@@ -8,7 +8,9 @@ What the written model holds:
   uint8 with a zero point, from the calibrated min/max of ``x`` (a tensor read by several
   Convs gets one pair) — and ``DequantizeLinear`` of int8 weights, per output channel and
   symmetric. Bias, Add, Resize, pooling and the outputs stay float32, which is the form
-  OpenVINO's low-precision transformations run as INT8 convolutions;
+  OpenVINO's low-precision transformations run as INT8 convolutions; with
+  ``quantize_eltwise`` the inputs of the adds and Resizes get Q/DQ pairs too, and OpenVINO
+  runs those ops in u8 (docs/performance.md, "INT8 placement");
 * :func:`fp32_convs` stay float32: the stem (it reads the image) and the heatmap convolutions
   (their outputs are the answer); so does a Conv whose weights are computed in the graph.
 
