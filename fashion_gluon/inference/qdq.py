@@ -8,7 +8,9 @@ What the written model holds:
   uint8 with a zero point, from the calibrated min/max of ``x`` (a tensor read by several
   Convs gets one pair) — and ``DequantizeLinear`` of int8 weights, per output channel and
   symmetric. Bias, Add, Resize, pooling and the outputs stay float32, which is the form
-  OpenVINO's low-precision transformations run as INT8 convolutions;
+  OpenVINO's low-precision transformations run as INT8 convolutions; with
+  ``quantize_eltwise`` the inputs of the adds and Resizes get Q/DQ pairs too, and OpenVINO
+  runs those ops in u8 (docs/performance.md, "INT8 placement");
 * :func:`fp32_convs` stay float32: the stem (it reads the image) and the heatmap convolutions
   (their outputs are the answer); so does a Conv whose weights are computed in the graph.
 
@@ -171,27 +173,50 @@ def weight_qparams(kernel: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarra
     return quantized.astype(np.int8), scale
 
 
-def quantize_graph(graph, ranges: dict[str, tuple[float, float]], convs: Sequence[str], bits: int) -> None:
+def eltwise_inputs(graph) -> list[tuple[str, int]]:
+    """(node name, input index) of the activation inputs of every Add with two computed inputs
+    (residual adds, GlobalNet's upsample-adds) and of every Resize: OpenVINO's low-precision
+    transformations keep such an op in u8 only when each of these inputs is a Q/DQ pair."""
+    constant = _initializers(graph)
+    found = []
+    for node in graph.node:
+        if node.op_type == "Add" and all(name not in constant for name in node.input[:2]):
+            found += [(node.name, 0), (node.name, 1)]
+        elif node.op_type == "Resize" and node.input[0] not in constant:
+            found.append((node.name, 0))
+    return found
+
+
+def quantize_graph(graph, ranges: dict[str, tuple[float, float]], convs: Sequence[str], bits: int,
+                   eltwise: Sequence[tuple[str, int]] = ()) -> None:
     """Rewrite ``graph`` in place: each Conv named in ``convs`` reads its input through a
     Quantize/DequantizeLinear pair with the calibrated range, and int8 weights through
-    DequantizeLinear (BatchNorms already folded)."""
+    DequantizeLinear (BatchNorms already folded); each (node, input index) of ``eltwise``
+    reads that input through a pair too (one pair per tensor)."""
     from onnx import helper, numpy_helper  # deferred: optional package
     weights, chosen = _initializers(graph), set(convs)
+    wanted: dict[str, set] = {}
+    for name, index in eltwise:
+        wanted.setdefault(name, set()).add(index)
     nodes, paired = [], {}
+
+    def pair(source: str) -> str:
+        if source not in paired:
+            scale, zero = activation_qparams(*ranges[source])
+            names = {k: f"{source}_{k}" for k in ("scale", "zero_point", "quantized", "dequantized")}
+            _set_initializer(graph, names["scale"], np.array(scale, np.float32))
+            _set_initializer(graph, names["zero_point"], np.array(zero, np.uint8))
+            nodes.append(helper.make_node("QuantizeLinear", [source, names["scale"], names["zero_point"]],
+                                          [names["quantized"]], name=names["quantized"]))
+            nodes.append(helper.make_node("DequantizeLinear", [names["quantized"], names["scale"],
+                                                               names["zero_point"]],
+                                          [names["dequantized"]], name=names["dequantized"]))
+            paired[source] = names["dequantized"]
+        return paired[source]
+
     for node in graph.node:
         if node.op_type == "Conv" and node.name in chosen:
-            source = node.input[0]
-            if source not in paired:
-                scale, zero = activation_qparams(*ranges[source])
-                names = {k: f"{source}_{k}" for k in ("scale", "zero_point", "quantized", "dequantized")}
-                _set_initializer(graph, names["scale"], np.array(scale, np.float32))
-                _set_initializer(graph, names["zero_point"], np.array(zero, np.uint8))
-                nodes.append(helper.make_node("QuantizeLinear", [source, names["scale"], names["zero_point"]],
-                                              [names["quantized"]], name=names["quantized"]))
-                nodes.append(helper.make_node("DequantizeLinear", [names["quantized"], names["scale"],
-                                                                   names["zero_point"]],
-                                              [names["dequantized"]], name=names["dequantized"]))
-                paired[source] = names["dequantized"]
+            source = pair(node.input[0])
             kernel_name = node.input[1]
             kernel, scale = weight_qparams(numpy_helper.to_array(weights[kernel_name]), bits)
             _set_initializer(graph, kernel_name + "_int8", kernel)
@@ -200,7 +225,9 @@ def quantize_graph(graph, ranges: dict[str, tuple[float, float]], convs: Sequenc
             nodes.append(helper.make_node("DequantizeLinear", [kernel_name + "_int8", kernel_name + "_scale",
                                                                kernel_name + "_zero_point"],
                                           [kernel_name + "_dequantized"], name=kernel_name + "_dequantized", axis=0))
-            node.input[0], node.input[1] = paired[source], kernel_name + "_dequantized"
+            node.input[0], node.input[1] = source, kernel_name + "_dequantized"
+        for index in sorted(wanted.get(node.name, ())):
+            node.input[index] = pair(node.input[index])
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -209,12 +236,14 @@ def quantize_graph(graph, ranges: dict[str, tuple[float, float]], convs: Sequenc
 
 def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
                   calibration: Iterable[np.ndarray], keep_fp32: "Sequence[str] | None" = None,
-                  weight_bits: "int | None" = None) -> dict:
+                  weight_bits: "int | None" = None, quantize_eltwise: bool = False) -> dict:
     """Write the INT8 (QDQ) form of the fp32 ONNX model at ``onnx_path`` to ``out_path``,
     atomically, calibrated on float32 ``calibration`` batches (N, 3, H, W) of preprocessed
     images. ``keep_fp32``: Conv node names to leave in float32 (default :func:`fp32_convs`;
     nodes are named after their first output, BatchNorms folded in). ``weight_bits``: 7 or 8
-    (default :func:`default_weight_bits`). Returns what was done: ``quantized_convs``,
+    (default :func:`default_weight_bits`). ``quantize_eltwise``: also Q/DQ the inputs of the
+    :func:`eltwise_inputs` (residual and upsample adds, Resize) so OpenVINO runs them in u8
+    (off by default: not yet measured faster nor checked for NE loss). Returns what was done: ``quantized_convs``,
     ``fp32_convs``, ``folded_batchnorms``, ``weight_bits``."""
     import onnx  # deferred: optional package
     bits = int(weight_bits or default_weight_bits())
@@ -231,15 +260,18 @@ def quantize_onnx(onnx_path: "str | os.PathLike", out_path: "str | os.PathLike",
     chosen = [node for node in graph.node
               if node.op_type == "Conv" and node.name not in keep and node.input[1] in constant]
     convs = [node.name for node in chosen]
-    sources = list(dict.fromkeys(node.input[0] for node in chosen))
+    eltwise = eltwise_inputs(graph) if quantize_eltwise else []
+    by_name = {node.name: node for node in graph.node}
+    sources = list(dict.fromkeys([node.input[0] for node in chosen]
+                                 + [by_name[name].input[index] for name, index in eltwise]))
     ranges = calibrate(model, sources, calibration)
-    quantize_graph(graph, ranges, convs, bits)
+    quantize_graph(graph, ranges, convs, bits, eltwise)
     onnx.checker.check_model(model)
     with atomic_path(Path(out_path)) as tmp:
         onnx.save(model, str(tmp))
     return {"quantized_convs": len(convs), "fp32_convs": list(keep),
-            "folded_batchnorms": folded, "weight_bits": bits}
+            "folded_batchnorms": folded, "weight_bits": bits, "quantized_eltwise_inputs": len(eltwise)}
 
 
-__all__ = ["default_weight_bits", "fold_batchnorms", "fp32_convs", "calibrate", "activation_qparams",
+__all__ = ["default_weight_bits", "fold_batchnorms", "fp32_convs", "eltwise_inputs", "calibrate", "activation_qparams",
            "weight_qparams", "quantize_graph", "quantize_onnx"]
