@@ -31,7 +31,7 @@ def test_bf16_training_runs_and_learns(tiny_data, tmp_path):
 def test_precision_must_suit_the_device():
     with pytest.raises(FashionGluonError, match="fp16 does not run on CPU"):
         enable_mixed_precision("fp16", [mx.cpu()])
-    with pytest.raises(FashionGluonError, match="must be one of fp32, bf16, fp16"):
+    with pytest.raises(FashionGluonError, match="must be one of auto, fp32, bf16, fp16"):
         enable_mixed_precision("int4", [mx.cpu()])
     enable_mixed_precision("fp32", [mx.cpu()])  # a no-op
 
