@@ -271,7 +271,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     logger = RunLogger(run_dir) if is_writer else None
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
     record: dict = {}
-    global_step = first_epoch * len(loader)
+    global_step, stopped = first_epoch * len(loader), False
     for epoch in range(first_epoch, epochs):
         sampler.set_epoch(epoch)
         tic = time.time()
