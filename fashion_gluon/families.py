@@ -1,46 +1,60 @@
-"""Model families: what a network is trained and decoded with.
+"""Model families: what a network is trained and decoded with, each family declared once.
 
-A family pairs the networks of one architecture with the :class:`~.codec.HeatmapCodec`
-that makes targets matching their outputs, the loss over those outputs, and which output
-is the final prediction — so a training step, a prediction and an export all ask the
-family instead of guessing from a model's name. (mmpose pairs a head with its codec the
-same way.)
+A family declares its networks' outputs in their order — for each the σ factor of its target,
+its loss and that loss's weight — as mmpose pairs a head with its codec and lists a loss and a
+weight per stage (its MSPN configs). Everything else reads the declaration: the codec's
+targets (:meth:`ModelFamily.codec`, one per output), the loss (:meth:`ModelFamily.loss`, a
+:class:`~.losses.OutputsLoss`) and the benchmarks' targets (:attr:`ModelFamily.sigma_factors`).
+The last output is the final prediction in every family: a prediction — from a network, an
+export or an INT8 model, which keep every output in the network's order — decodes
+:meth:`ModelFamily.final`. A model name's family follows from the network class it builds
+(:func:`family_of`); the network's input stride is static registry metadata
+(:mod:`~.models.registry`).
 
-* **CPN**: outputs are the GlobalNet heatmaps of :data:`~.models.cpn.NUM_LEVELS` pyramid
-  levels, coarse → fine, then RefineNet's (final). Targets: one Gaussian per output, the
-  coarser GlobalNet levels blurred more (σ × :data:`CPN_GLOBAL_SIGMA_FACTORS`), RefineNet's
-  the sharpest (σ × 1). Loss: :class:`~.losses.CPNLoss` (:data:`CPN_GLOBAL_LOSS_WEIGHT` · masked
-  MSE per GlobalNet level + OHKM on RefineNet, masked MSE there with ``loss.ohkm`` false).
-* **Hourglass**: one output per stack, the last final; every stack is supervised with the
-  same target (:class:`~.losses.HourglassLoss`, OHKM on the last stack optional).
+``loss.ohkm`` false trains every output declared ``ohkm`` with the masked MSE instead.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-from mxnet import gluon
+from typing import Sequence
 
 from .codec import HeatmapCodec
-from .losses import CPNLoss, HourglassLoss
+from .losses import OutputsLoss
 from .models import CPN, StackedHourglass
-from .models.cpn import NUM_LEVELS
 from .models.registry import model_class
 
-#: σ factors of the CPN GlobalNet targets, coarse → fine (one per pyramid level).
-CPN_GLOBAL_SIGMA_FACTORS: tuple[float, ...] = (2.4, 1.73, 1.37, 1.0)
-#: loss weight of each GlobalNet level's masked MSE (RefineNet's loss has weight 1).
-CPN_GLOBAL_LOSS_WEIGHT = 0.5
-assert len(CPN_GLOBAL_SIGMA_FACTORS) == NUM_LEVELS, "one σ factor per CPN pyramid level"
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a family's networks and how it is trained."""
+
+    name: str
+    sigma_factor: float  # its target's σ = data.sigma × sigma_factor (heatmap pixels)
+    loss: str  # "mse" | "ohkm" (:data:`~.losses.LOSS_KINDS`)
+    weight: float  # its weight in the total loss
 
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """The codec, loss and final output of one architecture's networks."""
+    """The outputs of one architecture's networks: ``outputs`` in the network's order, the last
+    final; ``repeated``: an output any number of which come before them (the hourglass stacks
+    but the last), trained on the target of the single entry of ``outputs``."""
 
     name: str
-    sigma_factors: tuple[float, ...]  # σ factor of each target level (1 level: broadcast to every output)
-    make_loss: Callable[..., gluon.HybridBlock]  # (fg_weight, top_k, ohkm, integral_weight, integral_beta) -> loss
+    network: type  # the networks' class (a :class:`~.models.KeypointNet`)
+    outputs: tuple[Output, ...]
+    repeated: "Output | None" = None
+
+    def __post_init__(self):
+        if self.repeated is not None and (len(self.outputs) != 1
+                                          or self.repeated.sigma_factor != self.outputs[0].sigma_factor):
+            raise ValueError(f"family {self.name!r}: repeated outputs share the final output's target")
+
+    @property
+    def sigma_factors(self) -> tuple[float, ...]:
+        """σ factor of each target the codec encodes (one per entry of ``outputs``)."""
+        return tuple(output.sigma_factor for output in self.outputs)
 
     def codec(self, input_size: Sequence[int], stride: int, sigma: float, decode: str = "dark") -> HeatmapCodec:
         """The codec whose targets line up with this family's outputs (``decode``: see
@@ -48,9 +62,14 @@ class ModelFamily:
         return HeatmapCodec(tuple(input_size), stride, sigma, self.sigma_factors, decode)
 
     def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True,
-             integral_weight: float = 0.0, integral_beta: float = 10.0) -> gluon.HybridBlock:
-        """The training loss over this family's outputs (see :mod:`~.losses`)."""
-        return self.make_loss(fg_weight, top_k, ohkm, integral_weight, integral_beta)
+             integral_weight: float = 0.0, integral_beta: float = 10.0) -> OutputsLoss:
+        """The training loss over this family's outputs (see :mod:`~.losses`); ``ohkm`` false
+        trains the outputs declared ``ohkm`` with the masked MSE."""
+        def trained(output: "Output | None") -> "Output | None":
+            return dataclasses.replace(output, loss="mse") if output and output.loss == "ohkm" and not ohkm else output
+
+        return OutputsLoss(self.name, tuple(map(trained, self.outputs)), trained(self.repeated), top_k, fg_weight,
+                           integral_weight, integral_beta)
 
     @staticmethod
     def final(outputs):
@@ -58,25 +77,30 @@ class ModelFamily:
         return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
 
-CPN_FAMILY = ModelFamily("cpn", CPN_GLOBAL_SIGMA_FACTORS + (1.0,),
-                         lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: CPNLoss(
-                             num_global=NUM_LEVELS, global_weight=CPN_GLOBAL_LOSS_WEIGHT, use_ohkm=ohkm,
-                             top_k=top_k, fg_weight=fg_weight,
-                             integral_weight=integral_weight, integral_beta=integral_beta))
-HOURGLASS_FAMILY = ModelFamily("hourglass", (1.0,),
-                               lambda fg_weight, top_k, ohkm, integral_weight, integral_beta: HourglassLoss(
-                                   use_ohkm=ohkm, top_k=top_k, fg_weight=fg_weight,
-                                   integral_weight=integral_weight, integral_beta=integral_beta))
-_BY_CLASS = {CPN: CPN_FAMILY, StackedHourglass: HOURGLASS_FAMILY}
+#: CPN (Chen et al. 2018): GlobalNet's heatmaps of the pyramid levels, coarse → fine (one per level of
+#: :data:`~.models.cpn.NUM_LEVELS`; C5 … C2 on ResNet backbones), blurred more the coarser the level,
+#: then RefineNet's, the final one, trained with online hard keypoint mining.
+CPN_FAMILY = ModelFamily("cpn", CPN, (
+    Output("GlobalNet level 1 (coarsest)", 2.4, "mse", 0.5),
+    Output("GlobalNet level 2", 1.73, "mse", 0.5),
+    Output("GlobalNet level 3", 1.37, "mse", 0.5),
+    Output("GlobalNet level 4 (finest)", 1.0, "mse", 0.5),
+    Output("RefineNet", 1.0, "ohkm", 1.0),
+))
+#: Stacked Hourglass (Newell et al. 2016): one output per stack, all trained on one target
+#: (intermediate supervision), the last stack's final and trained with OHKM.
+HOURGLASS_FAMILY = ModelFamily("hourglass", StackedHourglass, (Output("last stack", 1.0, "ohkm", 1.0),),
+                               repeated=Output("stack", 1.0, "mse", 1.0))
+FAMILIES: tuple[ModelFamily, ...] = (CPN_FAMILY, HOURGLASS_FAMILY)
 
 
 def family_of(model_name: str) -> ModelFamily:
     """The family of a registered model (by the network class it builds)."""
     cls = model_class(model_name)
-    for base, family in _BY_CLASS.items():
-        if issubclass(cls, base):
+    for family in FAMILIES:
+        if issubclass(cls, family.network):
             return family
     raise ValueError(f"model {model_name!r} ({cls.__name__}) belongs to no model family")
 
 
-__all__ = ["ModelFamily", "CPN_FAMILY", "HOURGLASS_FAMILY", "CPN_GLOBAL_SIGMA_FACTORS", "family_of"]
+__all__ = ["Output", "ModelFamily", "CPN_FAMILY", "HOURGLASS_FAMILY", "FAMILIES", "family_of"]

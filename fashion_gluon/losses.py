@@ -1,8 +1,8 @@
-"""Heatmap losses: masked MSE, online hard keypoint mining, CPN and Hourglass losses.
+"""Heatmap losses: masked MSE, online hard keypoint mining, the weighted loss of a network's outputs.
 
 Every loss is a HybridBlock called as ``loss(pred, target, weight)`` with
 
-* ``pred``: heatmaps (N, K, h, w), or for CPN / Hourglass a tuple of them;
+* ``pred``: heatmaps (N, K, h, w), or for :class:`OutputsLoss` a tuple of them;
 * ``target``: the codec's heatmaps, (N, K, h, w) per output, or (N, L, K, h, w)
   for L outputs (a list of L (N, K, h, w) arrays works too);
 * ``weight``: (N, K) target weights, 0 for keypoints absent from the category
@@ -27,6 +27,8 @@ normalized target Gaussian is averaged like the MSE and added ``integral_weight`
 It supervises the point itself, not only the shape of the map.
 """
 from __future__ import annotations
+
+from typing import Protocol, Sequence
 
 import mxnet as mx
 from mxnet import gluon
@@ -163,101 +165,88 @@ class OHKMLoss(gluon.HybridBlock):
         return _weighted_mean(F, per_sample, F.max(weight, axis=1) > 0)
 
 
-class _FinalIntegral(gluon.HybridBlock):
-    """Base of the multi-output losses: the optional integral term on the final output,
-    ``integral_weight`` times :class:`IntegralLoss` (off at 0)."""
+class Supervised(Protocol):
+    """What :class:`OutputsLoss` reads of an output's declaration (:class:`~.families.Output`)."""
 
-    def __init__(self, integral_weight: float = 0.0, integral_beta: float = 10.0, **kwargs):
+    name: str
+    loss: str  # one of LOSS_KINDS
+    weight: float
+
+
+#: The loss an output can be trained with: masked MSE, or OHKM over the same per-keypoint errors.
+LOSS_KINDS: tuple[str, ...] = ("mse", "ohkm")
+
+
+class OutputsLoss(gluon.HybridBlock):
+    """The loss of a multi-output network, read from its family's declaration: the weighted sum
+    ``sum_i weight_i * loss_i(output_i, target_i)`` over the outputs (``loss_i``
+    :class:`MaskedMSELoss` or :class:`OHKMLoss`), plus, with ``integral_weight`` > 0,
+    ``integral_weight * Integral(final, final target)`` on the last (final) output.
+
+    ``outputs``: each output's declaration, in the network's order. ``repeated``: the
+    declaration of any number of outputs before those (the hourglass stacks but the last), or
+    None: then the network has exactly ``outputs``. Targets: without ``repeated`` one per output,
+    (N, L, K, h, w) or a list of L (N, K, h, w) arrays; with it one for every output,
+    (N, K, h, w) or (N, 1, K, h, w). ``label`` names the loss in error messages.
+    """
+
+    def __init__(self, label: str, outputs: Sequence[Supervised], repeated: "Supervised | None" = None,
+                 top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
+                 integral_beta: float = 10.0, **kwargs):
         super().__init__(**kwargs)
         if integral_weight < 0:
             raise ValueError(f"integral_weight must be >= 0, got {integral_weight}")
+        if len(outputs) != 1 and (repeated is not None or not outputs):
+            raise ValueError(f"the {label} loss needs one output declaration, or one per output without repeated "
+                             f"outputs (which share the final output's target), got {len(outputs)}")
+        declared = tuple(outputs) + (() if repeated is None else (repeated,))
+        for output in declared:
+            if output.loss not in LOSS_KINDS:
+                raise ValueError(f"output {output.name!r}: loss must be one of {', '.join(LOSS_KINDS)}, "
+                                 f"got {output.loss!r}")
+        self.label, self.outputs, self.repeated = label, tuple(outputs), repeated
         self.integral_weight = float(integral_weight)
         with self.name_scope():
+            self.mse = MaskedMSELoss(fg_weight)
+            self.ohkm = OHKMLoss(top_k, fg_weight) if any(o.loss == "ohkm" for o in declared) else None
             self.integral = IntegralLoss(integral_beta) if integral_weight > 0 else None
 
-    def _with_integral(self, parts: tuple, final, target, weight) -> tuple:
-        """``parts``, followed by the integral distance on ``final`` when the term is on."""
-        return parts if self.integral is None else parts + (self.integral(final, target, weight),)
+    def _declarations(self, count: int) -> tuple:
+        """The declaration of each of ``count`` outputs."""
+        if self.repeated is not None:
+            return (self.repeated,) * (count - 1) + self.outputs
+        if count != len(self.outputs):
+            raise ValueError(f"the {self.label} loss expects {len(self.outputs)} outputs "
+                             f"({', '.join(o.name for o in self.outputs)}), got {count}")
+        return self.outputs
 
-    def _plus_integral(self, total, integral: list):
-        """``total`` plus the weighted integral part (``integral``: the parts after the loss's own)."""
-        return total + self.integral_weight * integral[0] if integral else total
-
-
-class CPNLoss(_FinalIntegral):
-    """Cascaded Pyramid Network loss for outputs ``(g_1, ..., g_num_global, refine)``:
-    ``global_weight * sum_i MaskedMSE(g_i, target_i) + OHKM(refine, target_last)`` (with
-    ``use_ohkm`` False, the masked MSE on RefineNet too).
-
-    ``target`` is (N, num_global + 1, K, h, w) or a list of num_global + 1
-    (N, K, h, w) arrays aligned with the outputs (coarse GlobalNet targets first).
-    With ``integral_weight`` > 0, ``integral_weight * Integral(refine, target_last)`` is added.
-    """
-
-    def __init__(self, num_global: int = 4, global_weight: float = 0.5, use_ohkm: bool = True,
-                 top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
-                 integral_beta: float = 10.0, **kwargs):
-        super().__init__(integral_weight, integral_beta, **kwargs)
-        if num_global < 1:
-            raise ValueError(f"num_global must be >= 1, got {num_global}")
-        self.num_global, self.global_weight = int(num_global), float(global_weight)
-        with self.name_scope():
-            self.mse = MaskedMSELoss(fg_weight)
-            self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
-
-    def _targets(self, target) -> list:
-        """Per-output targets from a list or an (N, L, K, h, w) array."""
-        levels = self.num_global + 1
+    def _targets(self, target, count: int) -> list:
+        """One target per output, from the shared target, a list or an (N, L, K, h, w) array."""
+        if self.repeated is not None:
+            return [target] * count
         if isinstance(target, (list, tuple)):
-            if len(target) != levels:
-                raise ValueError(f"CPNLoss expects {levels} targets, got {len(target)}")
+            if len(target) != count:
+                raise ValueError(f"the {self.label} loss expects {count} targets, got {len(target)}")
             return list(target)
-        return list(_namespace(target).split(target, num_outputs=levels, axis=1, squeeze_axis=True))
+        if count == 1:
+            return [target]
+        return list(_namespace(target).split(target, num_outputs=count, axis=1, squeeze_axis=True))
 
     def parts(self, outputs, target, weight) -> tuple:
-        """``(sum of the GlobalNet MSEs, RefineNet OHKM)``, each (1,), unweighted; with the
-        integral term a third part, its distance on RefineNet's output."""
+        """Each output's loss, (1,) and unweighted, in the outputs' order; with the integral term
+        one more part, its distance on the final output."""
         outputs = _as_tuple(outputs)
-        if len(outputs) != self.num_global + 1:
-            raise ValueError(f"CPNLoss expects {self.num_global + 1} outputs "
-                             f"({self.num_global} GlobalNet + RefineNet), got {len(outputs)}")
-        targets = self._targets(target)
-        global_loss = self.mse(outputs[0], targets[0], weight)
-        for out, tgt in zip(outputs[1:-1], targets[1:-1]):
-            global_loss = global_loss + self.mse(out, tgt, weight)
-        refine = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], targets[-1], weight)
-        return self._with_integral((global_loss, refine), outputs[-1], targets[-1], weight)
+        declarations = self._declarations(len(outputs))
+        targets = self._targets(target, len(outputs))
+        parts = tuple((self.ohkm if d.loss == "ohkm" else self.mse)(out, tgt, weight)
+                      for d, out, tgt in zip(declarations, outputs, targets))
+        return parts if self.integral is None else parts + (self.integral(outputs[-1], targets[-1], weight),)
 
     def hybrid_forward(self, F, outputs, target, weight):
         """Total loss (1,)."""
-        global_loss, refine_loss, *integral = self.parts(outputs, target, weight)
-        return self._plus_integral(self.global_weight * global_loss + refine_loss, integral)
-
-
-class HourglassLoss(_FinalIntegral):
-    """Stacked Hourglass loss with intermediate supervision: the masked MSE of
-    every stack against the same target, the last stack's MSE replaced by OHKM
-    when ``use_ohkm``; with ``integral_weight`` > 0 the integral term on the last stack is
-    added that many times. ``target`` is (N, K, h, w) or (N, 1, K, h, w)."""
-
-    def __init__(self, use_ohkm: bool = False, top_k: "int | None" = None,
-                 fg_weight: float = 0.0, integral_weight: float = 0.0, integral_beta: float = 10.0, **kwargs):
-        super().__init__(integral_weight, integral_beta, **kwargs)
-        with self.name_scope():
-            self.mse = MaskedMSELoss(fg_weight)
-            self.ohkm = OHKMLoss(top_k, fg_weight) if use_ohkm else None
-
-    def parts(self, outputs, target, weight) -> tuple:
-        """``(sum over the intermediate stacks, last stack)``, each (1,); with the integral
-        term a third part, its distance on the last stack."""
-        outputs = _as_tuple(outputs)
-        last = (self.mse if self.ohkm is None else self.ohkm)(outputs[-1], target, weight)
-        intermediate = _namespace(last).zeros_like(last)
-        for out in outputs[:-1]:
-            intermediate = intermediate + self.mse(out, target, weight)
-        return self._with_integral((intermediate, last), outputs[-1], target, weight)
-
-    def hybrid_forward(self, F, outputs, target, weight):
-        """Total loss (1,): the sum over all stacks (plus the weighted integral term)."""
-        intermediate, last, *integral = self.parts(outputs, target, weight)
-        return self._plus_integral(intermediate + last, integral)
+        parts = self.parts(outputs, target, weight)
+        declarations = self._declarations(len(_as_tuple(outputs)))
+        total = declarations[0].weight * parts[0]
+        for declaration, part in zip(declarations[1:], parts[1:]):
+            total = total + declaration.weight * part
+        return total if self.integral is None else total + self.integral_weight * parts[-1]

@@ -3,14 +3,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashion_gluon.families import CPN_FAMILY, HOURGLASS_FAMILY, ModelFamily, family_of
-from fashion_gluon.losses import CPNLoss, HourglassLoss
+from fashion_gluon.families import CPN_FAMILY, FAMILIES, HOURGLASS_FAMILY, ModelFamily, Output, family_of
+from fashion_gluon.losses import OutputsLoss
 from fashion_gluon.models import get_model, list_models
+from fashion_gluon.models.cpn import NUM_LEVELS
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_has_a_family(name):
-    assert family_of(name) in (CPN_FAMILY, HOURGLASS_FAMILY)
+    assert family_of(name) in FAMILIES
 
 
 def test_family_is_taken_from_the_network_class_not_the_name():
@@ -20,11 +21,27 @@ def test_family_is_taken_from_the_network_class_not_the_name():
         family_of("cpn_does_not_exist")
 
 
-def test_family_losses():
-    assert type(CPN_FAMILY.loss()) is CPNLoss
-    assert type(HOURGLASS_FAMILY.loss(ohkm=True)) is HourglassLoss
-    assert HOURGLASS_FAMILY.loss(ohkm=True).ohkm is not None
-    assert HOURGLASS_FAMILY.loss(ohkm=False).ohkm is None
+def test_the_declarations():
+    assert [(o.sigma_factor, o.loss, o.weight) for o in CPN_FAMILY.outputs] == [
+        (2.4, "mse", 0.5), (1.73, "mse", 0.5), (1.37, "mse", 0.5), (1.0, "mse", 0.5), (1.0, "ohkm", 1.0)]
+    assert len(CPN_FAMILY.outputs) == NUM_LEVELS + 1 and CPN_FAMILY.repeated is None
+    assert CPN_FAMILY.sigma_factors == (2.4, 1.73, 1.37, 1.0, 1.0)
+    assert HOURGLASS_FAMILY.outputs == (Output("last stack", 1.0, "ohkm", 1.0),)
+    assert HOURGLASS_FAMILY.repeated == Output("stack", 1.0, "mse", 1.0)
+    assert HOURGLASS_FAMILY.sigma_factors == (1.0,)
+    with pytest.raises(ValueError, match="repeated outputs share the final output's target"):
+        ModelFamily("x", object, (Output("last", 1.0, "mse", 1.0),), repeated=Output("stack", 2.0, "mse", 1.0))
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_family_losses_follow_the_declaration_and_loss_ohkm(family):
+    for ohkm in (True, False):
+        loss = family.loss(ohkm=ohkm)
+        assert type(loss) is OutputsLoss and loss.label == family.name
+        assert [o.loss for o in loss.outputs] == ["ohkm" if ohkm and o.loss == "ohkm" else "mse"
+                                                  for o in family.outputs]
+        assert [o.weight for o in loss.outputs] == [o.weight for o in family.outputs]
+        assert (loss.ohkm is not None) == ohkm
 
 
 @pytest.mark.parametrize("name, kwargs", [("cpn_resnet18", {"channels": 32}), ("hourglass_small", {})])

@@ -8,12 +8,15 @@ WEIGHT counts every keypoint except sample 0's k2, so the weighted losses are
 """
 from __future__ import annotations
 
+import re
+
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, nd
 
-from fashion_gluon.losses import CPNLoss, HourglassLoss, IntegralLoss, MaskedMSELoss, OHKMLoss, soft_argmax
+from fashion_gluon.families import CPN_FAMILY, HOURGLASS_FAMILY, Output
+from fashion_gluon.losses import IntegralLoss, MaskedMSELoss, OHKMLoss, OutputsLoss, soft_argmax
 
 PRED = np.zeros((2, 3, 2, 2), np.float32)
 TARGET = np.zeros((2, 3, 2, 2), np.float32)
@@ -86,23 +89,38 @@ def test_ohkm_per_sample_and_samples_without_keypoints_are_not_averaged():
 @pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_cpn_loss_by_hand(stacked, hybridize):
-    # level 1's target is all zeros: weighted losses s0 [0, 1, 0], s1 [1, 0.0625, 2.25] → 4.3125 / 5
+    # level 2's target is all zeros: weighted losses s0 [0, 1, 0], s1 [1, 0.0625, 2.25] → 4.3125 / 5
     targets = (TARGET, ZEROS, TARGET, TARGET, TARGET)
     target = np.stack(targets, axis=1) if stacked else targets
-    global_sum = 3 * 4.5625 / 5 + 4.3125 / 5
     ohkm = (0.625 + 1.625) / 2
-    loss = CPNLoss()
-    assert run(loss, (PRED,) * 5, target, WEIGHT, hybridize=hybridize) == pytest.approx(0.5 * global_sum + ohkm)
+    loss = CPN_FAMILY.loss()
+    expected = 0.5 * (3 * 4.5625 / 5 + 4.3125 / 5) + ohkm
+    assert run(loss, (PRED,) * 5, target, WEIGHT, hybridize=hybridize) == pytest.approx(expected)
     parts = loss.parts(tuple(nd.array(p) for p in (PRED,) * 5), nd.array(np.stack(targets, axis=1)),
                        nd.array(WEIGHT))
-    np.testing.assert_allclose([float(p.asscalar()) for p in parts], [global_sum, ohkm], rtol=1e-6)
+    np.testing.assert_allclose([float(p.asscalar()) for p in parts],
+                               [4.5625 / 5, 4.3125 / 5, 4.5625 / 5, 4.5625 / 5, ohkm], rtol=1e-6)
+
+
+def test_cpn_loss_is_the_former_formula_on_a_random_case():
+    """0.5 · Σ masked MSE of the 4 GlobalNet levels + OHKM on RefineNet (the loss before the
+    family declaration), on random outputs, targets and 0/1 weights."""
+    rng = np.random.default_rng(7)
+    outputs = tuple(rng.random((3, 6, 8, 8), dtype=np.float32) for _ in range(5))
+    target = rng.random((3, 5, 6, 8, 8), dtype=np.float32)
+    weight = (rng.random((3, 6)) > 0.3).astype(np.float32)
+    former = 0.5 * sum(run(MaskedMSELoss(), outputs[i], target[:, i], weight) for i in range(4)) \
+        + run(OHKMLoss(), outputs[4], target[:, 4], weight)
+    for hybridize in (False, True):
+        assert run(CPN_FAMILY.loss(), outputs, target, weight, hybridize=hybridize) == pytest.approx(former, rel=1e-6)
 
 
 def test_cpn_loss_rejects_wrong_number_of_outputs():
-    with pytest.raises(ValueError, match=r"^CPNLoss expects 5 outputs \(4 GlobalNet \+ RefineNet\), got 3$"):
-        CPNLoss()((nd.array(PRED),) * 3, nd.array(np.stack([TARGET] * 5, 1)), nd.array(WEIGHT))
-    with pytest.raises(ValueError, match=r"^CPNLoss expects 5 targets, got 2$"):
-        CPNLoss()((nd.array(PRED),) * 5, [nd.array(TARGET)] * 2, nd.array(WEIGHT))
+    names = "GlobalNet level 1 (coarsest), GlobalNet level 2, GlobalNet level 3, GlobalNet level 4 (finest), RefineNet"
+    with pytest.raises(ValueError, match=rf"^the cpn loss expects 5 outputs \({re.escape(names)}\), got 3$"):
+        CPN_FAMILY.loss()((nd.array(PRED),) * 3, nd.array(np.stack([TARGET] * 5, 1)), nd.array(WEIGHT))
+    with pytest.raises(ValueError, match=r"^the cpn loss expects 5 targets, got 2$"):
+        CPN_FAMILY.loss()((nd.array(PRED),) * 5, [nd.array(TARGET)] * 2, nd.array(WEIGHT))
 
 
 @pytest.mark.parametrize("use_ohkm, last", [(False, 4.5625 / 5), (True, (0.625 + 1.625) / 2)])
@@ -110,14 +128,34 @@ def test_cpn_loss_rejects_wrong_number_of_outputs():
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_hourglass_loss_sums_stacks(use_ohkm, last, target, hybridize):
     # stack 0 predicts zeros: weighted losses s0 [0.25, 0, 0], s1 [0, 0.25, 0] → 0.5 / 5
-    loss = HourglassLoss(use_ohkm=use_ohkm)
+    loss = HOURGLASS_FAMILY.loss(ohkm=use_ohkm)
     assert run(loss, (ZEROS, PRED), target, WEIGHT, hybridize=hybridize) == pytest.approx(0.1 + last)
     parts = loss.parts((nd.array(ZEROS), nd.array(PRED)), nd.array(target), nd.array(WEIGHT))
     np.testing.assert_allclose([float(p.asscalar()) for p in parts], [0.1, last], rtol=1e-6)
+    three = run(loss, (ZEROS, ZEROS, PRED), target, WEIGHT, hybridize=hybridize)
+    assert three == pytest.approx(0.2 + last)  # any number of stacks
+
+
+@pytest.mark.parametrize("family, outputs, target", [
+    (CPN_FAMILY, (PRED,) * 5, np.stack([TARGET] * 5, axis=1)), (HOURGLASS_FAMILY, (ZEROS, PRED), TARGET)],
+    ids=["cpn", "hourglass"])
+def test_loss_ohkm_switches_the_final_output_between_ohkm_and_mse(family, outputs, target):
+    # the final output: OHKM (0.625 + 1.625) / 2 = 1.125 with loss.ohkm, else its masked MSE 4.5625 / 5 = 0.9125
+    earlier = run(family.loss(ohkm=False), outputs, target, WEIGHT) - 4.5625 / 5
+    assert run(family.loss(ohkm=True), outputs, target, WEIGHT) == pytest.approx(earlier + 1.125)
+    assert earlier == pytest.approx(0.5 * 4 * 4.5625 / 5 if family is CPN_FAMILY else 0.1)
 
 
 def test_hourglass_single_output():
-    assert run(HourglassLoss(), PRED, TARGET, WEIGHT) == pytest.approx(4.5625 / 5)
+    assert run(HOURGLASS_FAMILY.loss(ohkm=False), PRED, TARGET, WEIGHT) == pytest.approx(4.5625 / 5)
+
+
+def test_outputs_loss_checks_its_declaration():
+    mse = Output("a", 1.0, "mse", 1.0)
+    with pytest.raises(ValueError, match=r"^output 'b': loss must be one of mse, ohkm, got 'l1'$"):
+        OutputsLoss("x", (mse, Output("b", 1.0, "l1", 1.0)))
+    with pytest.raises(ValueError, match="the x loss needs one output declaration"):
+        OutputsLoss("x", (mse, mse), repeated=mse)
 
 
 def grad_of(loss, pred):
@@ -221,27 +259,25 @@ def test_cpn_and_hourglass_losses_add_the_weighted_integral_term_on_the_final_ou
     weight = np.ones((2, 3), np.float32)
     integral = run(IntegralLoss(beta=4.0), pred, target, weight)
     outputs = (pred,) * 5
-    cpn_plain = run(CPNLoss(), outputs, (target,) * 5, weight)
-    with_term = CPNLoss(integral_weight=0.3, integral_beta=4.0)
+    cpn_plain = run(CPN_FAMILY.loss(), outputs, (target,) * 5, weight)
+    with_term = CPN_FAMILY.loss(integral_weight=0.3, integral_beta=4.0)
     assert run(with_term, outputs, (target,) * 5, weight, hybridize=hybridize) == pytest.approx(
         cpn_plain + 0.3 * integral, rel=1e-5)
     parts = with_term.parts(tuple(nd.array(p) for p in outputs), [nd.array(target)] * 5, nd.array(weight))
-    assert len(parts) == 3 and float(parts[2].asscalar()) == pytest.approx(integral, rel=1e-5)
-    hourglass = HourglassLoss(integral_weight=2.0, integral_beta=4.0)
+    assert len(parts) == 6 and float(parts[5].asscalar()) == pytest.approx(integral, rel=1e-5)
+    hourglass = HOURGLASS_FAMILY.loss(integral_weight=2.0, integral_beta=4.0)
     assert run(hourglass, (pred, pred), target, weight, hybridize=hybridize) == pytest.approx(
-        run(HourglassLoss(), (pred, pred), target, weight) + 2.0 * integral, rel=1e-5)
+        run(HOURGLASS_FAMILY.loss(), (pred, pred), target, weight) + 2.0 * integral, rel=1e-5)
 
 
 def test_integral_settings_are_checked():
     with pytest.raises(ValueError, match="integral_weight must be >= 0"):
-        CPNLoss(integral_weight=-1)
+        CPN_FAMILY.loss(integral_weight=-1)
     with pytest.raises(ValueError, match="integral beta must be > 0"):
-        HourglassLoss(integral_weight=1, integral_beta=0)
+        HOURGLASS_FAMILY.loss(integral_weight=1, integral_beta=0)
 
 
 def test_cpn_loss_ohkm_off_is_plain_mse_on_refinenet():
-    from fashion_gluon.families import CPN_FAMILY
-
     rng = np.random.default_rng(3)
     outputs = tuple(rng.random((2, 4, 8, 8), dtype=np.float32) for _ in range(5))
     target = rng.random((2, 5, 4, 8, 8), dtype=np.float32)

@@ -56,26 +56,26 @@ from ..data.synthetic import generate_dataset
 from ..data.transforms import train_transform
 from ..families import CPN_FAMILY, family_of
 from ..inference.quantize import quantize, to_bf16
-from ..losses import CPNLoss, MaskedMSELoss
+from ..losses import MaskedMSELoss
 from ..models import get_model
 from ..schema import load_schema
 from .limits import best_seconds, format_limits, limit_share, measure_limits, percent
 from .summary import count_macs
 
 
-def _dummy_target(loss: gluon.HybridBlock, outputs: tuple) -> mx.nd.NDArray:
-    """Random heatmap targets shaped for ``loss``: (N, L, K, h, w) for CPN, else (N, K, h, w)."""
-    if isinstance(loss, CPNLoss):
-        return mx.nd.stack(*[mx.nd.random.uniform(shape=o.shape, ctx=o.context) for o in outputs], axis=1)
-    return mx.nd.random.uniform(shape=outputs[-1].shape, ctx=outputs[-1].context)
+def _dummy_target(num_targets: int, final: mx.nd.NDArray) -> mx.nd.NDArray:
+    """Random heatmap targets (N, L, K, h, w), ``L = num_targets``, for outputs like ``final``."""
+    batch, *heatmap = final.shape
+    return mx.nd.random.uniform(shape=(batch, num_targets, *heatmap), ctx=final.context)
 
 
 def train_seconds(net: gluon.HybridBlock, loss: gluon.HybridBlock, x: mx.nd.NDArray,
-                  warmup: int, iters: int) -> float:
-    """Best time of one SGD training step (forward, loss, backward, update) on batch ``x``."""
+                  warmup: int, iters: int, num_targets: int = 1) -> float:
+    """Best time of one SGD training step (forward, loss, backward, update) on batch ``x``
+    (``num_targets``: the targets ``loss`` takes, one per :attr:`~.families.ModelFamily.sigma_factors`)."""
     outputs = net(x)
     outputs = tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs,)
-    target = _dummy_target(loss, outputs)
+    target = _dummy_target(num_targets, outputs[-1])
     weight = mx.nd.ones(outputs[-1].shape[:2], ctx=x.context)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-6, "momentum": 0.9})
 
@@ -109,16 +109,16 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     ``iters``). ``name`` may also be an initialized heatmap block; ``loss`` then defaults
     to MaskedMSELoss."""
     if isinstance(name, str):
-        net = get_model(name, num_keypoints or load_schema().num_keypoints, ctx=ctx)
-        loss = loss or family_of(name).loss()
+        net, family = get_model(name, num_keypoints or load_schema().num_keypoints, ctx=ctx), family_of(name)
+        loss, num_targets = loss or family.loss(), len(family.sigma_factors)
     else:
-        net, loss = name, loss or MaskedMSELoss()
+        net, loss, num_targets = name, loss or MaskedMSELoss(), 1
     net.hybridize(static_alloc=True, static_shape=True)
     loss.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size), ctx=ctx)
     macs = count_macs(net, (1, 3, size, size))
     infer_rate = batch / infer_seconds(net, x, warmup, iters)
-    train_rate = batch / train_seconds(net, loss, x, warmup, iters)
+    train_rate = batch / train_seconds(net, loss, x, warmup, iters, num_targets)
     infer_gflops, train_gflops = 2 * macs * infer_rate / 1e9, 3 * 2 * macs * train_rate / 1e9
     result = {"infer_img_per_s": infer_rate, "train_img_per_s": train_rate, "gmacs_per_img": macs / 1e9,
               "infer_gflops": infer_gflops, "train_gflops": train_gflops}
