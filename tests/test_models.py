@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from fashion_gluon.config import load_config
+from fashion_gluon.errors import ConfigError
+from fashion_gluon.families import CPN_FAMILY
 from fashion_gluon.models import CPN, Backbone, StackedHourglass, build_model, check_input_size, get_model, list_models
 from fashion_gluon.models.backbones import HeatmapConv, Upsample
+from fashion_gluon.models.registry import MODELS, ModelSpec
 
 ALL_MODELS = ["cpn_detnet50", "cpn_detresnext50", "cpn_mobilenetv2_0.5", "cpn_mobilenetv2_1.0", "cpn_resnet18", "cpn_resnet50",
               "cpn_se_resnet50", "cpn_se_resnext50", "hourglass", "hourglass_small"]
@@ -64,7 +68,7 @@ def test_unknown_model_error_lists_valid_names():
 def test_outputs_count_and_shape(name):
     net = build_model(name, K)
     out_shapes, _ = infer_shapes(net, SIZE)
-    expected_count = net.num_stacks if isinstance(net, StackedHourglass) else 5
+    expected_count = net.num_stacks if isinstance(net, StackedHourglass) else len(CPN_FAMILY.outputs)
     assert out_shapes == [(1, K, SIZE[0] // 4, SIZE[1] // 4)] * expected_count
 
 
@@ -81,6 +85,27 @@ def test_model_strides():
     assert strides == {"cpn_detnet50": 16, "cpn_detresnext50": 16, "cpn_mobilenetv2_0.5": 32,
                        "cpn_mobilenetv2_1.0": 32, "cpn_resnet18": 32, "cpn_resnet50": 32,
                        "cpn_se_resnet50": 32, "cpn_se_resnext50": 32, "hourglass": 64, "hourglass_small": 64}
+
+
+@pytest.mark.parametrize("name, kwargs", [(name, {}) for name in ALL_MODELS] + [
+    ("hourglass", {"depth": 3}), ("hourglass_small", {"depth": 2, "num_stacks": 1}), ("cpn_resnet18", {"channels": 32})])
+def test_registry_stride_is_static_and_the_built_networks(name, kwargs):
+    assert MODELS[name].stride(**kwargs) == build_model(name, K, **kwargs).stride
+
+
+def test_validation_builds_no_network(monkeypatch):
+    def no_build(*args, **kwargs):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(ModelSpec, "build", no_build)
+    assert check_input_size("hourglass", (32, 32), depth=3) == (32, 32)
+    assert load_config(overrides=["model.name=cpn_detnet50", "data.input_size=[272,208]"])["model"]["name"]
+    with pytest.raises(ConfigError, match=r"^config: num_stacks must be a positive integer, got 0$"):
+        load_config(overrides=["model.name=hourglass", "model.kwargs.num_stacks=0"])
+    with pytest.raises(ConfigError, match=r"^config: unknown upsample mode 'cubic'; expected one of nearest, bilinear$"):
+        load_config(overrides=["model.kwargs.upsample=cubic"])
+    with pytest.raises(ConfigError, match=r"^config: CPN takes no argument 'depth'; its arguments: channels, upsample$"):
+        load_config(overrides=["model.kwargs.depth=3"])
 
 
 def test_cpn_outputs_are_distinct_predictions(forwards):

@@ -49,6 +49,13 @@ DETNET_DILATION = 2
 DETNET_STAGE_BLOCKS = 3
 
 
+def check_upsample(mode: str) -> str:
+    """``mode`` if it is one of :data:`UPSAMPLE_MODES`, else a ValueError listing them."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"unknown upsample mode {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+    return mode
+
+
 class Upsample(HybridBlock):
     """Enlarge (N, C, H, W) maps by an integer ``factor`` (1 = identity).
 
@@ -61,8 +68,7 @@ class Upsample(HybridBlock):
 
     def __init__(self, factor: int, mode: str = "nearest", **kwargs):
         super().__init__(**kwargs)
-        if mode not in UPSAMPLE_MODES:
-            raise ValueError(f"unknown upsample mode {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+        check_upsample(mode)
         if int(factor) != factor or factor < 1:
             raise ValueError(f"upsample factor must be a positive integer, got {factor}")
         self.factor, self.mode = int(factor), mode

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock, nn
 
-from .backbones import Backbone, HeatmapConv, KeypointNet, Upsample, conv_bn
+from .backbones import BACKBONES, Backbone, HeatmapConv, KeypointNet, Upsample, check_upsample, conv_bn
 
 NUM_LEVELS = 4
 
@@ -101,7 +101,9 @@ class RefineNet(HybridBlock):
 class CPN(KeypointNet):
     """CPN on the backbone ``backbone`` (a key of :data:`~.backbones.BACKBONES`).
 
-    ``forward(x)`` returns 5 heatmap tensors (N, K, H/4, W/4): GlobalNet coarse → fine, then RefineNet.
+    ``forward(x)`` returns ``NUM_LEVELS + 1`` heatmap tensors (N, K, H/4, W/4): GlobalNet coarse → fine,
+    then RefineNet. Input sides must be multiples of ``stride``, the backbone's largest
+    (:meth:`input_stride`).
     """
 
     def __init__(self, backbone: str, num_keypoints: int, channels: int = 256, upsample: str = "nearest",
@@ -113,7 +115,14 @@ class CPN(KeypointNet):
             in_channels = self.backbone.channels[-NUM_LEVELS:][::-1]
             self.global_net = GlobalNet(in_channels, strides, num_keypoints, channels, upsample)
             self.refine_net = RefineNet(strides, num_keypoints, channels, upsample)
-        self.stride = max(self.backbone.strides)
+        self.stride = self.input_stride(backbone, channels, upsample)
+
+    @staticmethod
+    def input_stride(backbone: str, channels: int, upsample: str) -> int:
+        """The stride of the CPN built with these arguments (``upsample`` checked), read from the
+        backbone's table without building anything."""
+        check_upsample(upsample)
+        return max(BACKBONES[backbone].strides)
 
     def hybrid_forward(self, F, x):
         features = self.backbone(x)[-NUM_LEVELS:][::-1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mxnet.gluon import HybridBlock, nn
 
-from .backbones import HEATMAP_INIT, KeypointNet, Upsample, conv_bn
+from .backbones import HEATMAP_INIT, KeypointNet, Upsample, check_upsample, conv_bn
 
 
 class Residual(HybridBlock):
@@ -53,16 +53,13 @@ class Hourglass(HybridBlock):
 class StackedHourglass(KeypointNet):
     """``forward(x)`` returns ``num_stacks`` heatmap tensors (N, K, H/4, W/4), the last is final.
 
-    Input H and W must be multiples of ``stride`` = 4 · 2^depth.
+    Input H and W must be multiples of ``stride`` = 4 · 2^depth (:meth:`input_stride`).
     """
 
     def __init__(self, num_keypoints: int, num_stacks: int = 4, num_features: int = 256, depth: int = 4,
                  upsample: str = "nearest", **kwargs):
         super().__init__(num_keypoints, **kwargs)
-        for name, value in (("num_stacks", num_stacks), ("num_features", num_features), ("depth", depth)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        self.num_stacks, self.stride = num_stacks, self.output_stride * 2 ** depth
+        self.num_stacks, self.stride = num_stacks, self.input_stride(num_stacks, num_features, depth, upsample)
         f = num_features
         with self.name_scope():
             self.stem = nn.HybridSequential()
@@ -81,6 +78,16 @@ class StackedHourglass(KeypointNet):
                 if stack < num_stacks - 1:
                     self.remap_features.add(nn.Conv2D(f, 1, in_channels=f))
                     self.remap_heatmaps.add(nn.Conv2D(f, 1, in_channels=num_keypoints))
+
+    @staticmethod
+    def input_stride(num_stacks: int, num_features: int, depth: int, upsample: str) -> int:
+        """``4 · 2^depth``, the stride of the network built with these arguments (all checked)
+        without building it."""
+        for name, value in (("num_stacks", num_stacks), ("num_features", num_features), ("depth", depth)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_upsample(upsample)
+        return KeypointNet.output_stride * 2 ** depth
 
     def hybrid_forward(self, F, x):
         x = self.stem(x)

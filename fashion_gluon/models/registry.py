@@ -1,9 +1,16 @@
-"""Model names → constructors, ``get_model`` and the input-size check."""
+"""Model names → static specs (:class:`ModelSpec`), ``get_model`` and the input-size check.
+
+A spec names the network class and the constructor arguments a model name fixes (as timm's and
+gluoncv's registries do); everything a config is validated against — the network class, its
+family (:mod:`~fashion_gluon.families`, by that class), its input stride — is read from it
+without building a network.
+"""
 from __future__ import annotations
 
+import inspect
 import math
-from functools import partial
-from typing import Callable, Union
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
 
 import mxnet as mx
 
@@ -12,17 +19,43 @@ from .cpn import CPN
 from .hourglass import StackedHourglass
 from .pretrained import Pretrained, load_backbone_weights
 
-MODELS: dict[str, Callable[..., KeypointNet]] = {
-    "hourglass": StackedHourglass,
-    "hourglass_small": partial(StackedHourglass, num_stacks=2, num_features=64),
-    "cpn_resnet18": partial(CPN, "resnet18_v1b"),
-    "cpn_resnet50": partial(CPN, "resnet50_v1b"),
-    "cpn_se_resnet50": partial(CPN, "se_resnet50_v1"),
-    "cpn_se_resnext50": partial(CPN, "se_resnext50_32x4d"),
-    "cpn_detnet50": partial(CPN, "detnet59"),
-    "cpn_detresnext50": partial(CPN, "detresnext50"),
-    "cpn_mobilenetv2_1.0": partial(CPN, "mobilenetv2_1.0"),
-    "cpn_mobilenetv2_0.5": partial(CPN, "mobilenetv2_0.5"),
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its network class and the constructor arguments its name fixes
+    (others, e.g. ``channels``, come from ``model.kwargs``)."""
+
+    network: type  # a KeypointNet subclass with a static ``input_stride(**constructor arguments)``
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, num_keypoints: int, **kwargs) -> KeypointNet:
+        """The network (not initialized); ``kwargs`` add to or override the fixed arguments."""
+        return self.network(num_keypoints=num_keypoints, **{**self.fixed, **kwargs})
+
+    def stride(self, **kwargs) -> int:
+        """The input stride of :meth:`build` with ``kwargs``, without building: a TypeError for an
+        argument the constructor does not take, a ValueError for a value it would refuse."""
+        parameters = inspect.signature(self.network).parameters
+        names = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "num_keypoints"]
+        unknown = [key for key in kwargs if key not in names]
+        if unknown:
+            raise TypeError(f"{self.network.__name__} takes no argument {unknown[0]!r}; its arguments: "
+                            f"{', '.join(n for n in names if n not in self.fixed)}")
+        arguments = {**{n: parameters[n].default for n in names}, **self.fixed, **kwargs}
+        return self.network.input_stride(**arguments)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "hourglass": ModelSpec(StackedHourglass),
+    "hourglass_small": ModelSpec(StackedHourglass, {"num_stacks": 2, "num_features": 64}),
+    "cpn_resnet18": ModelSpec(CPN, {"backbone": "resnet18_v1b"}),
+    "cpn_resnet50": ModelSpec(CPN, {"backbone": "resnet50_v1b"}),
+    "cpn_se_resnet50": ModelSpec(CPN, {"backbone": "se_resnet50_v1"}),
+    "cpn_se_resnext50": ModelSpec(CPN, {"backbone": "se_resnext50_32x4d"}),
+    "cpn_detnet50": ModelSpec(CPN, {"backbone": "detnet59"}),
+    "cpn_detresnext50": ModelSpec(CPN, {"backbone": "detresnext50"}),
+    "cpn_mobilenetv2_1.0": ModelSpec(CPN, {"backbone": "mobilenetv2_1.0"}),
+    "cpn_mobilenetv2_0.5": ModelSpec(CPN, {"backbone": "mobilenetv2_0.5"}),
 }
 
 
@@ -34,8 +67,7 @@ def list_models() -> list[str]:
 def model_class(name: str) -> type:
     """The network class a registered model name builds."""
     _check_name(name)
-    entry = MODELS[name]
-    return getattr(entry, "func", entry)
+    return MODELS[name].network
 
 
 def _check_name(name: str) -> None:
@@ -46,7 +78,7 @@ def _check_name(name: str) -> None:
 def build_model(name: str, num_keypoints: int, **kwargs) -> KeypointNet:
     """Construct model ``name`` without initializing it."""
     _check_name(name)
-    return MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    return MODELS[name].build(num_keypoints, **kwargs)
 
 
 def get_model(name: str, num_keypoints: int, pretrained: Pretrained = False,
@@ -72,13 +104,17 @@ def get_model(name: str, num_keypoints: int, pretrained: Pretrained = False,
 def check_input_size(model: Union[str, KeypointNet], size: tuple[int, int], **kwargs) -> tuple[int, int]:
     """Return ``size`` = (H, W) if the model accepts it, else raise a ValueError naming valid sizes.
 
-    ``model`` is a model or a registered name (then ``kwargs`` are its constructor's).
+    ``model`` is a model or a registered name (then ``kwargs`` are its constructor's, and the
+    stride is the spec's: nothing is built).
     """
-    net = build_model(model, 1, **kwargs) if isinstance(model, str) else model
+    if isinstance(model, str):
+        _check_name(model)
+        stride, label = MODELS[model].stride(**kwargs), model
+    else:
+        stride, label = model.stride, type(model).__name__
     height, width = size
-    if height % net.stride or width % net.stride or height <= 0 or width <= 0:
-        label = model if isinstance(model, str) else type(model).__name__
-        nearest = tuple(max(net.stride, math.ceil(side / net.stride) * net.stride) for side in size)
+    if height % stride or width % stride or height <= 0 or width <= 0:
+        nearest = tuple(max(stride, math.ceil(side / stride) * stride) for side in size)
         raise ValueError(f"input size (H, W) = ({height}, {width}) does not suit {label}: H and W must be "
-                         f"positive multiples of its stride {net.stride}, e.g. {nearest}")
+                         f"positive multiples of its stride {stride}, e.g. {nearest}")
     return height, width
