@@ -38,12 +38,10 @@ from ..errors import FashionGluonError, quoted, shorten
 from ..fileio import atomic_path, read_json_object, write_json
 from ..runs import CONFIG, SCHEMA, kept_schema, read_params
 from ..schema import ALL
+from .formats import FORMATS, META_FORMATS
 from .runtimes import OnnxRuntimeNet, OpenVINONet
 
-FORMATS = ("symbol", "onnx")
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
-#: Formats an export.json may name (``int8`` is written by :mod:`.quantize`).
-META_FORMATS = ("symbol", "onnx", "int8")
 META = "export.json"
 PREFIX = "model"
 INPUT_NAME = "data"
