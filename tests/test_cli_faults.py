@@ -72,3 +72,18 @@ def test_our_error_is_the_last_line(tmp_path, argv, error):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"fashion-gluon {argv[0]}: error: {error}"
 
+
+@pytest.mark.parametrize("command", [["export", "--format", "onnx"],
+                                     ["quantize", "--format", "onnx", "--calib-images", "2", "--no-eval"]])
+def test_missing_onnx_package_is_one_line(tiny_run, tmp_path, command):
+    done = run_python(f"""
+        import sys
+        sys.modules["onnx"] = None  # as if the export extra were not installed
+        from fashion_gluon.cli import main
+        sys.exit(main({[*command, "--checkpoint", str(tiny_run), "--out", str(tmp_path / "out")]!r}))
+        """, MXNET_ENGINE_TYPE="NaiveEngine")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"fashion-gluon {command[0]}: error: onnx is not installed (import of onnx halted; None in sys.modules); "
+        "install it with pip install -e .[export]")
+    assert not any((tmp_path / "out").glob("*")), "nothing is written"
