@@ -89,6 +89,8 @@ def test_cli_picks_naive_engine_only_for_cpu_runs():
 
     assert engine(["train", "--ctx", "cpu"]) == "NaiveEngine"
     assert engine(["train", "--ctx", "gpu0,gpu1"]) == "unset"
+    assert engine(["train", "--ctx=gpu0"]) == "unset"
+    assert engine(["train", "--out", "runs/gpu1", "--init-from", "gpu", "--ctx", "cpu"]) == "NaiveEngine"  # no context
     assert engine(["train"], DMLC_ROLE="worker") == "unset"
     assert engine(["train"], MXNET_ENGINE_TYPE="ThreadedEngine") == "ThreadedEngine"
 

@@ -23,7 +23,7 @@ def test_ctrl_c_in_train_is_one_line(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fashion_gluon.cli.run.fit", interrupted)
+    monkeypatch.setattr("fashion_gluon.engine.train.fit", interrupted)  # train imports it when it runs
     out = tmp_path / "run"
     code = cli.main(["train", "--data-root", str(tmp_path), "--category", "skirt", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -61,9 +61,29 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_old_file(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.params"], "no temporary file is left behind"
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "--truth", "missing.csv", "--pred", "missing.csv"]])
-def test_our_error_is_the_last_line(tmp_path, argv):
+@pytest.mark.parametrize("argv, error", [
+    (["evaluate", "--truth", "missing.csv", "--pred", "missing.csv"], "missing.csv: no such file"),
+    # imports MXNet and fails before any MXNet operation, so the engine would otherwise start at exit
+    (["export", "--checkpoint", "missing", "--out", "x"], "missing holds no checkpoint (no last.json); nothing to resume"),
+])
+def test_our_error_is_the_last_line(tmp_path, argv, error):
     done = subprocess.run([sys.executable, "-m", "fashion_gluon", *argv], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "MXNET_ENGINE_TYPE": "NaiveEngine"}, timeout=300)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == "fashion-gluon evaluate: error: missing.csv: no such file"
+    assert done.stderr.strip().splitlines()[-1] == f"fashion-gluon {argv[0]}: error: {error}"
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "onnx"],
+                                     ["quantize", "--format", "onnx", "--calib-images", "2", "--no-eval"]])
+def test_missing_onnx_package_is_one_line(tiny_run, tmp_path, command):
+    done = run_python(f"""
+        import sys
+        sys.modules["onnx"] = None  # as if the export extra were not installed
+        from fashion_gluon.cli import main
+        sys.exit(main({[*command, "--checkpoint", str(tiny_run), "--out", str(tmp_path / "out")]!r}))
+        """, MXNET_ENGINE_TYPE="NaiveEngine")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"fashion-gluon {command[0]}: error: onnx is not installed (import of onnx halted; None in sys.modules); "
+        "install it with pip install -e .[export]")
+    assert not any((tmp_path / "out").glob("*")), "nothing is written"

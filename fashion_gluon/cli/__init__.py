@@ -27,7 +27,8 @@ def ctx_values(argv: "list[str]") -> "list[str]":
 
 def start_engine_first() -> None:
     """MXNet logs which engine it uses when the engine starts, which is otherwise at the first
-    operation or at exit, after the command's own last line; start it now so that line comes first."""
+    operation or at exit, after the command's own last line; start it now (if a command imported
+    MXNet) so that line comes before the command's error."""
     if "mxnet" in sys.modules:
         sys.modules["mxnet"].nd.zeros((1,)).wait_to_read()
 
@@ -48,12 +49,14 @@ def main(argv: "list[str] | None" = None) -> int:
     use_all_cores()
     use_naive_engine_on_cpu(sys.argv[1:] if argv is None else argv)
     # deferred: mxnet reads its thread and engine settings when imported, so the commands
-    # (which import mxnet) are imported only after the two calls above
+    # (which import mxnet when they run) are imported only after the two calls above
     from .parser import build_parser
     args = build_parser().parse_args(argv)
-    start_engine_first()
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        finally:  # before the error below is printed
+            start_engine_first()
     except (FashionGluonError, OSError, ValueError) as error:
         print(f"fashion-gluon {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,20 +1,23 @@
-"""Helpers shared by the command modules: contexts, sizes, scales, data roots, result output."""
+"""Helpers shared by the command modules: contexts, sizes, scales, data roots, result output.
+Like the command modules, it imports MXNet and the modules that use it only inside the functions
+that need them, so that building the parser (``--help``) stays fast."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-
-import mxnet as mx
+from typing import TYPE_CHECKING
 
 from ..errors import FashionGluonError
-from ..inference.export import META, read_export_meta
-from ..metrics import format_table
-from ..runs import is_run, run_data_root
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 
 def parse_ctx(text: str) -> list[mx.Context]:
     """``'cpu'`` → [cpu(0)]; ``'gpu0,gpu1'`` → [gpu(0), gpu(1)]."""
+    import mxnet as mx
+
     contexts = []
     for part in text.split(","):
         part = part.strip()
@@ -52,6 +55,8 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 def print_result(result: dict, as_json: bool) -> None:
     """A metrics result as JSON or as a table."""
+    from ..metrics import format_table
+
     print(json.dumps(result) if as_json else format_table(result))
 
 
@@ -59,6 +64,9 @@ def data_root_of(data_root: "str | None", checkpoint) -> str:
     """``data_root`` if given, else the data ``checkpoint`` (a run or an export) was trained on."""
     if data_root:
         return data_root
+    from ..inference.export import META, read_export_meta
+    from ..runs import is_run, run_data_root
+
     checkpoint = Path(checkpoint)
     if is_run(checkpoint):
         return run_data_root(checkpoint)

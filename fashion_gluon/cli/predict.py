@@ -1,27 +1,29 @@
 """The prediction commands of ``fashion-gluon``: ``predict``, ``ensemble``,
-``validate-submission`` and ``show``."""
+``validate-submission`` and ``show``. Each command imports what it runs when it runs (see
+:mod:`.run`)."""
 from __future__ import annotations
 
 import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..codec import DECODERS
-from ..data.dataset import layout_paths
-from ..data.images import expand_image_paths, read_image
-from ..data.submission import save_submission, validate_submission, write_submission
 from ..errors import FashionGluonError
-from ..inference.ensemble import write_ensemble
-from ..inference.load import RUNTIMES
-from ..inference.predictor import Predictor
-from ..metrics import format_table, normalized_error
-from ..tools.show import show
-from ..visualize import draw_keypoints, save_image
+from ..inference.runtimes import RUNTIMES
 from .common import data_root_of, parse_ctx, parse_scales
+
+if TYPE_CHECKING:
+    from ..inference.predictor import Predictor
 
 
 def cmd_predict(args) -> None:
+    from ..data.dataset import layout_paths
+    from ..data.submission import save_submission
+    from ..inference.predictor import Predictor
+    from ..metrics import format_table, normalized_error
+
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
                           precision=args.precision, runtime=args.runtime, decode=args.decode)
@@ -46,6 +48,10 @@ def cmd_predict(args) -> None:
 def _predict_images(args, predictor: Predictor) -> None:
     """``predict --images``: any image files, folders or globs; unreadable files are reported
     (one line each, on stderr) and the others predicted into ``--out`` (and ``--overlay`` pictures)."""
+    from ..data.images import expand_image_paths, read_image
+    from ..data.submission import write_submission
+    from ..visualize import draw_keypoints, save_image
+
     paths = expand_image_paths(args.images)
     tic = time.perf_counter()
     rows, keypoints, skipped = predictor.predict_files(paths, args.category)
@@ -64,11 +70,15 @@ def _predict_images(args, predictor: Predictor) -> None:
 
 
 def cmd_ensemble(args) -> None:
+    from ..inference.ensemble import write_ensemble
+
     rows = write_ensemble(args.submissions, args.out, args.weights)
     print(json.dumps({"out": str(args.out), "images": len(rows), "submissions": len(args.submissions)}))
 
 
 def cmd_validate(args) -> None:
+    from ..data.submission import validate_submission
+
     image_root = None if args.no_image_check else (args.image_root or Path(args.test).parent)
     problems = validate_submission(args.test, args.submission, image_root, args.schema)
     for problem in problems:
@@ -79,6 +89,8 @@ def cmd_validate(args) -> None:
 
 
 def cmd_show(args) -> None:
+    from ..tools.show import show
+
     written = show(args.pred, args.data_root, args.out, args.truth, args.worst, args.limit,
                    args.checkpoint or (), args.image, not args.no_flip, parse_ctx(args.ctx), args.schema)
     print(json.dumps({name: str(path) for name, path in written.items()}, indent=1))
@@ -106,7 +118,7 @@ def register(sub) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="bf16: run fp32 models in bfloat16 (CPUs with AVX512-BF16/AMX); INT8 models come from "
                         "`quantize` (--format onnx: run in INT8 by OpenVINO or ONNX Runtime)")
-    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+    p.add_argument("--runtime", default="auto", choices=("auto",) + RUNTIMES,
                    help="what runs the network; auto: OpenVINO (else ONNX Runtime) for ONNX exports, MXNet for runs "
                         "and symbol exports; everything around the network is the same")
     p.add_argument("--decode", choices=DECODERS, help="decoding rule instead of the checkpoints' codec.decode: "

@@ -1,39 +1,28 @@
 """The training-side commands: ``synth``, ``train``, ``swa``, ``evaluate``, ``summary``,
-``weights``, ``bench`` and ``demo``."""
+``weights``, ``bench`` and ``demo``. Each command imports what it runs (MXNet and the modules
+that use it) when it runs, so that the parser and ``--help`` do not."""
 from __future__ import annotations
 
 import json
 
-from ..config import load_config, parse_override
-from ..data.synthetic import generate_dataset
-from ..data.synthetic_schema import generate_schema_dataset
-from ..engine.swa import run_swa
-from ..engine.train import fit
 from ..errors import FashionGluonError
-from ..inference.evaluate import evaluate_run
-from ..metrics import evaluate_csv
-from ..models import BACKBONES, check_input_size
-from ..models.fetch import fetch_weights
-from ..models.pretrained import backbone_weight_status
-from ..runs import is_run, run_config
-from ..schema import load_schema
-from ..tools.bench import format_result as format_bench
-from ..tools.bench import run as bench_run
-from ..tools.bench_infer import bench_infer, format_infer
-from ..tools.codec_floor import decoding_floor, format_floor
-from ..tools.demo import run_demo
-from ..tools.summary import format_summary, summarize
 from .common import data_root_of, parse_ctx, parse_size, print_result
 
 
 def resume_config(run_dir: str, overrides: "list[str]") -> dict:
     """The config of a run to resume with ``overrides`` applied (a clear error if ``run_dir`` is no run)."""
+    from ..runs import is_run, run_config
+
     if not is_run(run_dir):
         raise FashionGluonError(f"{run_dir} holds no checkpoint (no last.json); nothing to resume")
     return run_config(run_dir, overrides)
 
 
 def cmd_synth(args) -> None:
+    from ..data.synthetic import generate_dataset
+    from ..data.synthetic_schema import generate_schema_dataset
+    from ..schema import load_schema
+
     if args.schema is None or load_schema(args.schema) == load_schema():  # FashionAI's garments
         if args.format != "csv":
             raise FashionGluonError("the FashionAI garment drawer writes the CSV layout; --format coco needs "
@@ -47,6 +36,9 @@ def cmd_synth(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from ..inference.evaluate import evaluate_run
+    from ..metrics import evaluate_csv
+
     if args.checkpoint:
         result = evaluate_run(args.checkpoint, args.data_root, args.split, flip=args.flip,
                               ctx=parse_ctx(args.ctx))
@@ -58,6 +50,9 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from ..config import load_config
+    from ..engine.train import fit
+
     if args.resume and not args.config:  # overrides apply to the run's own configuration
         config = resume_config(args.resume, args.overrides) if args.overrides else None
     else:
@@ -73,18 +68,27 @@ def cmd_train(args) -> None:
 
 
 def cmd_swa(args) -> None:
+    from ..engine.swa import run_swa
+
     result = run_swa(args.checkpoint, data_root_of(args.data_root, args.checkpoint), args.out, args.cycles,
                      args.cycle_epochs, args.lr_max, args.lr_min, args.bn_images, ctx=parse_ctx(args.ctx))
     print(json.dumps(result))
 
 
 def cmd_summary(args) -> None:
+    from ..config import parse_override
+    from ..models import check_input_size
+    from ..tools.summary import format_summary, summarize
+
     kwargs = dict(parse_override(option) for option in args.options)
     check_input_size(args.model, args.input, **kwargs)
     print(format_summary(summarize(args.model, args.input, args.keypoints, **kwargs)))
 
 
 def cmd_weights(args) -> None:
+    from ..models.fetch import fetch_weights
+    from ..models.pretrained import backbone_weight_status
+
     if args.fetch:
         for row in fetch_weights(args.fetch):
             print(row.summary())
@@ -94,6 +98,11 @@ def cmd_weights(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    from ..tools.bench import format_result as format_bench
+    from ..tools.bench import run as bench_run
+    from ..tools.bench_infer import bench_infer, format_infer
+    from ..tools.codec_floor import decoding_floor, format_floor
+
     if args.what == "codec":
         if not args.data_root:
             raise FashionGluonError("bench codec needs --data-root (a FashionAI layout with annotations)")
@@ -111,6 +120,8 @@ def cmd_bench(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    from ..tools.demo import run_demo
+
     run_demo(args.out, per_category=args.per_category, budget_s=args.budget)
 
 
@@ -179,9 +190,9 @@ def register(sub) -> None:
                                    "($MXNET_HOME/models, default ~/.mxnet/models), or download them. Training never "
                                    "downloads: model.pretrained: true needs the file there.")
     p.add_argument("--fetch", metavar="BACKBONE", help="download gluoncv's ImageNet weights of BACKBONE (a registry "
-                   f"backbone: {', '.join(BACKBONES)}) or of all, from $MXNET_GLUON_REPO (default: Apache's MXNet "
-                   "repository) into the model store, SHA-1 checked; a file already there with the right hash is "
-                   "kept; a failed download leaves nothing behind.")
+                   "backbone such as resnet50_v1b or detnet59; an unknown name is answered with the list) or of all, "
+                   "from $MXNET_GLUON_REPO (default: Apache's MXNet repository) into the model store, SHA-1 checked; "
+                   "a file already there with the right hash is kept; a failed download leaves nothing behind.")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "

@@ -1,25 +1,23 @@
 """The scale-and-deploy commands of ``fashion-gluon``: ``launch`` (distributed training on
 MXNet's parameter server), ``pack`` (RecordIO), ``export`` (symbol / ONNX) and ``quantize``
-(INT8). :func:`register` adds them to the CLI's subparsers; heavy modules are imported inside
-each command."""
+(INT8). :func:`register` adds them to the CLI's subparsers; each command imports what it runs
+when it runs (see :mod:`.run`)."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..config import load_config
-from ..data.recordio import pack
-from ..engine.distributed import DEFAULT_PORT, check_hosts, fashion_gluon_command, launch
+from ..engine.distributed import DEFAULT_PORT
 from ..errors import FashionGluonError
-from ..inference.evaluate import precision_report
-from ..inference.export import export_run
-from ..inference.quantize import QUANTIZE_FORMATS, quantize_run
+from ..inference.formats import QUANTIZE_FORMATS
 from . import run
 
 
 def _check_distributed_train(arguments: list[str]) -> None:
     """Refuse ``launch -- train ...`` whose configuration does not use a dist kvstore (each
     worker would train alone, all writing the same run directory)."""
+    from ..config import load_config
+
     parser = argparse.ArgumentParser(prog="fashion-gluon")
     run.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(arguments)
@@ -30,6 +28,8 @@ def _check_distributed_train(arguments: list[str]) -> None:
 
 
 def cmd_launch(args) -> None:
+    from ..engine.distributed import check_hosts, fashion_gluon_command, launch
+
     command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else list(args.worker_command)
     if not command:
         raise FashionGluonError("launch needs a fashion-gluon command after --, e.g. "
@@ -42,16 +42,23 @@ def cmd_launch(args) -> None:
 
 
 def cmd_pack(args) -> None:
+    from ..data.recordio import pack
+
     summary = pack(args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
                    "skip" if args.skip_bad_images else "error", progress=not args.quiet, schema=args.schema)
     print(json.dumps(summary))
 
 
 def cmd_export(args) -> None:
+    from ..inference.export import export_run
+
     print(json.dumps(export_run(args.checkpoint, args.out, args.format)))
 
 
 def cmd_quantize(args) -> None:
+    from ..inference.evaluate import precision_report
+    from ..inference.quantize import quantize_run
+
     record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
                           args.calib_mode, args.format)
     if not args.no_eval:

@@ -38,12 +38,10 @@ from ..errors import FashionGluonError, quoted, shorten
 from ..fileio import atomic_path, read_json_object, write_json
 from ..runs import CONFIG, SCHEMA, kept_schema, read_params
 from ..schema import ALL
-from .runtimes import OnnxRuntimeNet, OpenVINONet
+from .formats import FORMATS, META_FORMATS
+from .runtimes import OnnxRuntimeNet, OpenVINONet, _import_runtime
 
-FORMATS = ("symbol", "onnx")
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
-#: Formats an export.json may name (``int8`` is written by :mod:`.quantize`).
-META_FORMATS = ("symbol", "onnx", "int8")
 META = "export.json"
 PREFIX = "model"
 INPUT_NAME = "data"
@@ -151,7 +149,7 @@ def strip_initializer_inputs(model) -> int:
 def export_onnx(net: gluon.HybridBlock, input_size: tuple[int, int], path: "str | os.PathLike") -> Path:
     """Write ``net`` as an ONNX file at ``path`` (atomically) with a dynamic batch size and
     image size; raises ExportError naming an operator that does not export correctly."""
-    import onnx  # deferred: optional dependency (the export extra)
+    onnx = _import_runtime("onnx")  # deferred: optional dependency (the export extra); missing: one line
     path = Path(path)
     forward_once(net, input_size)
     with tempfile.TemporaryDirectory() as folder:

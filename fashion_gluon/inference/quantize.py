@@ -24,10 +24,9 @@ from ..build import build_eval_dataset, load_run
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..runs import run_data_root
 from .export import PREFIX, ExportError, export_onnx, export_symbol, finish_export, forward_once
+from .formats import QUANTIZE_FORMATS
 from .qdq import quantize_onnx
 
-#: What ``quantize`` writes: an MXNet INT8 symbol (oneDNN) or an INT8 QDQ ONNX file (OpenVINO).
-QUANTIZE_FORMATS = ("mxnet", "onnx")
 
 def calibration_loader(dataset, num_images: int, batch_size: int = 8) -> gluon.data.DataLoader:
     """Batches ``(images, rows)`` of ``num_images`` rows spread evenly over an evaluation
