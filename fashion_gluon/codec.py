@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-#: Sub-pixel rules of :meth:`HeatmapCodec.decode`.
+from .errors import ConfigError, quoted
+
+#: Sub-pixel rules of :meth:`HeatmapCodec.decode` (``codec.decode``, ``predict --decode``).
 DECODERS: tuple[str, ...] = ("dark", "quarter")
 #: DARK clamps heatmap values to this floor before taking logs.
 LOG_FLOOR = 1e-10
@@ -45,7 +47,7 @@ class HeatmapCodec:
         if sigma <= 0 or not sigma_factors or min(sigma_factors) <= 0:
             raise ValueError(f"sigma and sigma_factors must be positive, got {sigma} and {tuple(sigma_factors)}")
         if decode not in DECODERS:
-            raise ValueError(f"decode must be one of {', '.join(map(repr, DECODERS))}, got {decode!r}")
+            raise ConfigError(f"decode must be one of {', '.join(DECODERS)}, got {quoted(decode)}")
         self.input_size = (height, width)
         self.stride = int(stride)
         self.sigma = float(sigma)
@@ -54,7 +56,7 @@ class HeatmapCodec:
         self.decoding = decode
 
     def with_decode(self, decode: str) -> "HeatmapCodec":
-        """The same codec decoding with the rule ``decode`` (``dark`` or ``quarter``)."""
+        """The same codec decoding with the rule ``decode`` (one of :data:`DECODERS`)."""
         return HeatmapCodec(self.input_size, self.stride, self.sigma, self.sigma_factors, decode)
 
     @property

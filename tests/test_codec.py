@@ -135,7 +135,7 @@ def test_decode_is_vectorized_over_leading_dims(decode, bound):
 
 
 def test_decode_rule_is_validated_and_shown():
-    with pytest.raises(ValueError, match=r"^decode must be one of 'dark', 'quarter', got 'argmax'$"):
+    with pytest.raises(ValueError, match=r"^decode must be one of dark, quarter, got 'argmax'$"):
         HeatmapCodec(SIZE, decode="argmax")
     assert HeatmapCodec(SIZE).decoding == "dark"
     assert repr(CPN_FAMILY.codec(SIZE, 4, 2.0, decode="quarter")).endswith("decode='quarter')")
