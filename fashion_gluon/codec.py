@@ -224,11 +224,12 @@ def refine_dark(flat: np.ndarray, index: np.ndarray, size: tuple[int, int], sigm
 
 
 def decoding_error(codec: HeatmapCodec, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(..., K, 2) decoded minus true position, in input pixels, of ideal targets: ``codec`` encodes
-    the ground-truth ``points`` (..., K, 2) with ``weights`` (..., K) and decodes its last target
-    (the final output's in every :mod:`~fashion_gluon.families` declaration). NaN where the target weight is 0 (weight ≤ 0, not finite or
-    outside the input)."""
+    """(..., K, 2) decoded minus true position, in input pixels, of ideal targets: ``codec``, of one
+    target (one σ factor), encodes the ground-truth ``points`` (..., K, 2) with ``weights`` (..., K)
+    and decodes it. NaN where the target weight is 0 (weight ≤ 0, not finite or outside the input)."""
+    if len(codec.sigma_factors) != 1:
+        raise ValueError(f"decoding_error needs a codec of one target, got sigma_factors {codec.sigma_factors}")
     points = np.asarray(points, dtype=np.float64)
     heatmaps, valid = codec.encode(points.reshape(-1, 2), np.asarray(weights).reshape(-1))
-    decoded, _ = codec.decode(heatmaps[-1])
+    decoded, _ = codec.decode(heatmaps[0])
     return np.where(valid[:, None] > 0, decoded - points.reshape(-1, 2), np.nan).reshape(points.shape)
