@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "loss": {
         "fg_weight": 0.0,           # pixel weight 1 + fg_weight * target (from-scratch training needs ~10)
         "top_k": None,              # OHKM keypoints per sample; None = half of them
-        "ohkm": True,               # OHKM on the final output (CPN RefineNet, hourglass last stack); false: MSE
+        "ohkm": True,               # OHKM on the outputs the model's family declares ohkm; false: masked MSE
         "integral_weight": 0.0,     # > 0: add this times the soft-argmax L1 distance (heatmap px)
         "integral_beta": 10.0,      # softmax sharpness of that soft-argmax
     },
