@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-#: Sub-pixel rules of :meth:`HeatmapCodec.decode`.
+from .errors import ConfigError, quoted
+
+#: Sub-pixel rules of :meth:`HeatmapCodec.decode` (``codec.decode``, ``predict --decode``).
 DECODERS: tuple[str, ...] = ("dark", "quarter")
 #: DARK clamps heatmap values to this floor before taking logs.
 LOG_FLOOR = 1e-10
@@ -45,7 +47,7 @@ class HeatmapCodec:
         if sigma <= 0 or not sigma_factors or min(sigma_factors) <= 0:
             raise ValueError(f"sigma and sigma_factors must be positive, got {sigma} and {tuple(sigma_factors)}")
         if decode not in DECODERS:
-            raise ValueError(f"decode must be one of {', '.join(map(repr, DECODERS))}, got {decode!r}")
+            raise ConfigError(f"decode must be one of {', '.join(DECODERS)}, got {quoted(decode)}")
         self.input_size = (height, width)
         self.stride = int(stride)
         self.sigma = float(sigma)
@@ -54,7 +56,7 @@ class HeatmapCodec:
         self.decoding = decode
 
     def with_decode(self, decode: str) -> "HeatmapCodec":
-        """The same codec decoding with the rule ``decode`` (``dark`` or ``quarter``)."""
+        """The same codec decoding with the rule ``decode`` (one of :data:`DECODERS`)."""
         return HeatmapCodec(self.input_size, self.stride, self.sigma, self.sigma_factors, decode)
 
     @property
@@ -222,11 +224,12 @@ def refine_dark(flat: np.ndarray, index: np.ndarray, size: tuple[int, int], sigm
 
 
 def decoding_error(codec: HeatmapCodec, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(..., K, 2) decoded minus true position, in input pixels, of ideal targets: ``codec`` encodes
-    the ground-truth ``points`` (..., K, 2) with ``weights`` (..., K) and decodes its last target
-    (the final output's in every :mod:`~fashion_gluon.families` declaration). NaN where the target
-    weight is 0 (weight ≤ 0, not finite or outside the input)."""
+    """(..., K, 2) decoded minus true position, in input pixels, of ideal targets: ``codec``, of one
+    target (one σ factor), encodes the ground-truth ``points`` (..., K, 2) with ``weights`` (..., K)
+    and decodes it. NaN where the target weight is 0 (weight ≤ 0, not finite or outside the input)."""
+    if len(codec.sigma_factors) != 1:
+        raise ValueError(f"decoding_error needs a codec of one target, got sigma_factors {codec.sigma_factors}")
     points = np.asarray(points, dtype=np.float64)
     heatmaps, valid = codec.encode(points.reshape(-1, 2), np.asarray(weights).reshape(-1))
-    decoded, _ = codec.decode(heatmaps[-1])
+    decoded, _ = codec.decode(heatmaps[0])
     return np.where(valid[:, None] > 0, decoded - points.reshape(-1, 2), np.nan).reshape(points.shape)

@@ -4,7 +4,11 @@ A config is a plain nested dict. Every valid key exists in :data:`DEFAULTS`;
 a YAML file or an override naming any other key is an error that lists the
 closest valid keys, so a typo never silently trains the wrong experiment. Every
 value is checked when the config is loaded (:func:`validate`: types, choices,
-ranges, the model name and an input size the model accepts), before any data is read.
+ranges, the model name and an input size the model accepts), before any data is read. A
+choice is checked against the table of the module that implements it: ``codec.decode``
+against :data:`~.codec.DECODERS` here; the ``train`` section's optimizer, schedule, precision
+and kvstore by the training engine (``engine.trainer.check_train_choices``, above this layer),
+before a run starts. Both give the one line of :func:`check_choice`.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from .codec import DECODERS
 from .errors import ConfigError, quoted, shorten
 from .fileio import atomic_write, shipped_names, shipped_or_path
 from .models.registry import check_input_size, model_class
@@ -44,30 +49,30 @@ DEFAULTS: dict[str, Any] = {
         "color": True,
     },
     "codec": {
-        "decode": "dark",           # dark (distribution-aware, sub-pixel) | quarter (argmax + ¼ px shift)
+        "decode": "dark",           # a codec.DECODERS rule: dark (distribution-aware) | quarter (argmax + ¼ px)
     },
     "loss": {
         "fg_weight": 0.0,           # pixel weight 1 + fg_weight * target (from-scratch training needs ~10)
         "top_k": None,              # OHKM keypoints per sample; None = half of them
-        "ohkm": True,               # OHKM on the final output (CPN RefineNet, hourglass last stack); false: MSE
+        "ohkm": True,               # OHKM on the outputs the model's family declares ohkm; false: masked MSE
         "integral_weight": 0.0,     # > 0: add this times the soft-argmax L1 distance (heatmap px)
         "integral_beta": 10.0,      # softmax sharpness of that soft-argmax
     },
     "train": {
         "epochs": 28,
         "batch_size": 10,
-        "optimizer": "sgd",         # sgd | adam
+        "optimizer": "sgd",         # engine.trainer.OPTIMIZERS: sgd | adam
         "lr": 1.0e-4,
         "momentum": 0.9,
         "wd": 1.0e-5,
         "warmup_steps": 100,
         "warmup_lr": 1.0e-5,
-        "lr_schedule": "step",      # step | cosine
+        "lr_schedule": "step",      # engine.schedule.SCHEDULES: step | cosine
         "lr_steps": [10, 20],       # epochs where the step schedule changes the lr
         "lr_factors": [0.5, 0.1],   # lr = base * factor from each step on
         "clip_gradient": None,
-        "precision": "fp32",        # auto (bf16 where the CPU has it, else fp32) | fp32 | bf16 (CPU) | fp16 (GPU)
-        "kvstore": "device",        # device | local | dist_sync
+        "precision": "fp32",        # engine.trainer.PRECISIONS: auto (bf16 where the CPU has it) | fp32 | bf16 | fp16
+        "kvstore": "device",        # engine.trainer.KVSTORES: device | local | dist_sync | ...
         "seed": 0,
         "time_budget_s": None,      # stop (and checkpoint) once this many seconds have passed
         "val_every": 1,             # epochs between validations
@@ -169,13 +174,8 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
 
 # ----------------------------------------------------------------------------- validation
 
-_CHOICES: dict[str, tuple] = {
-    "train.optimizer": ("sgd", "adam"),
-    "train.lr_schedule": ("step", "cosine"),
-    "train.precision": ("auto", "fp32", "bf16", "fp16"),
-    "train.kvstore": ("device", "local", "dist_sync", "dist_device_sync", "dist_async"),
-    "codec.decode": ("dark", "quarter"),
-}
+#: The choices checked when a config is loaded, each the table of the module implementing it.
+_CHOICES: dict[str, tuple[str, ...]] = {"codec.decode": DECODERS}
 # key: (kind, lower bound, upper bound, lower bound inclusive); kinds: int, number, probability
 _RANGES: dict[str, tuple] = {
     "data.stride": ("int", 1, None, True), "data.sigma": ("number", 0, None, False),
@@ -197,6 +197,14 @@ _RANGES: dict[str, tuple] = {
 _OPTIONAL = {"loss.top_k": ("int", 1, None, True), "train.clip_gradient": ("number", 0, None, False),
              "train.time_budget_s": ("number", 0, None, False)}
 _BOOLEANS = ("data.color", "loss.ohkm")
+
+
+def check_choice(key: str, value: Any, choices: Iterable[str], source: str = "config") -> None:
+    """Raise the one-line ConfigError naming ``key`` and its allowed values unless ``value`` is
+    one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{source}: {key} must be one of {', '.join(choices)}, got {quoted(value)}")
 
 
 def _number(key: str, value: Any, kind: str, low, high, inclusive: bool, source: str) -> None:
@@ -226,8 +234,7 @@ def validate(config: dict, source: str = "config") -> dict:
     the model accepts); raise one ConfigError naming the first bad key. Returns ``config``."""
     flat = _flatten(config)
     for key, choices in _CHOICES.items():
-        if key in flat and flat[key] not in choices:
-            raise ConfigError(f"{source}: {key} must be one of {', '.join(choices)}, got {flat[key]!r}")
+        check_choice(key, flat[key], choices, source)
     for key, rule in _RANGES.items():
         _number(key, flat[key], *rule, source)
     for key, rule in _OPTIONAL.items():

@@ -77,16 +77,14 @@ class ModelFamily:
         return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
 
-#: CPN (Chen et al. 2018): GlobalNet's heatmaps of the pyramid levels, coarse → fine (one per level of
-#: :data:`~.models.cpn.NUM_LEVELS`; C5 … C2 on ResNet backbones), blurred more the coarser the level,
-#: then RefineNet's, the final one, trained with online hard keypoint mining.
-CPN_FAMILY = ModelFamily("cpn", CPN, (
-    Output("GlobalNet level 1 (coarsest)", 2.4, "mse", 0.5),
-    Output("GlobalNet level 2", 1.73, "mse", 0.5),
-    Output("GlobalNet level 3", 1.37, "mse", 0.5),
-    Output("GlobalNet level 4 (finest)", 1.0, "mse", 0.5),
-    Output("RefineNet", 1.0, "ohkm", 1.0),
-))
+#: CPN (Chen et al. 2018): GlobalNet's heatmaps of the pyramid levels, coarse → fine (C5 … C2 on
+#: ResNet backbones), blurred more the coarser the level, each weighted 0.5; then RefineNet's, the
+#: final one, trained with online hard keypoint mining. σ factor of the target of each of the
+#: :data:`~.models.cpn.NUM_LEVELS` levels, coarse → fine:
+CPN_LEVEL_SIGMA_FACTORS: tuple[float, ...] = (2.4, 1.73, 1.37, 1.0)
+CPN_FAMILY = ModelFamily("cpn", CPN, tuple(
+    Output(f"GlobalNet level {level}", factor, "mse", 0.5)
+    for level, factor in enumerate(CPN_LEVEL_SIGMA_FACTORS, 1)) + (Output("RefineNet", 1.0, "ohkm", 1.0),))
 #: Stacked Hourglass (Newell et al. 2016): one output per stack, all trained on one target
 #: (intermediate supervision), the last stack's final and trained with OHKM.
 HOURGLASS_FAMILY = ModelFamily("hourglass", StackedHourglass, (Output("last stack", 1.0, "ohkm", 1.0),),
@@ -103,4 +101,4 @@ def family_of(model_name: str) -> ModelFamily:
     raise ValueError(f"model {model_name!r} ({cls.__name__}) belongs to no model family")
 
 
-__all__ = ["Output", "ModelFamily", "CPN_FAMILY", "HOURGLASS_FAMILY", "FAMILIES", "family_of"]
+__all__ = ["Output", "ModelFamily", "CPN_LEVEL_SIGMA_FACTORS", "CPN_FAMILY", "HOURGLASS_FAMILY", "FAMILIES", "family_of"]

@@ -117,7 +117,7 @@ def test_corrupt_best_params_names_the_intact_last_epoch(command, run, tiny_data
 
 def test_swa_refuses_a_bn_image_count_below_one_before_writing(run, tiny_data, capsys):
     err = fails(capsys, "swa", "--checkpoint", run, "--data-root", tiny_data, "--bn-images", "0")
-    assert err == "fashion-gluon swa: error: swa bn_images must be >= 1, got 0"
+    assert err == "fashion-gluon swa: error: swa arguments: swa.bn_images must be ≥ 1, got 0"
     assert not (run / "swa").exists()
 
 

@@ -135,7 +135,7 @@ def test_decode_is_vectorized_over_leading_dims(decode, bound):
 
 
 def test_decode_rule_is_validated_and_shown():
-    with pytest.raises(ValueError, match=r"^decode must be one of 'dark', 'quarter', got 'argmax'$"):
+    with pytest.raises(ValueError, match=r"^decode must be one of dark, quarter, got 'argmax'$"):
         HeatmapCodec(SIZE, decode="argmax")
     assert HeatmapCodec(SIZE).decoding == "dark"
     assert repr(CPN_FAMILY.codec(SIZE, 4, 2.0, decode="quarter")).endswith("decode='quarter')")
@@ -256,7 +256,7 @@ def test_keypoints_on_the_first_and_last_pixels_survive_a_downscale():
     np.testing.assert_array_equal(shifted.weights, [0, 1, 0, 1, 0, 1, 0, 1, 0, 0])
 
 
-@pytest.mark.parametrize("codec", [HeatmapCodec(SIZE), CPN_FAMILY.codec(SIZE, 4, 1.5)], ids=["single", "cpn"])
+@pytest.mark.parametrize("codec", [HeatmapCodec(SIZE), HeatmapCodec(SIZE, 4, 1.5)], ids=["sigma 2", "sigma 1.5"])
 def test_decoding_error_of_ideal_targets(codec):
     rng = np.random.default_rng(5)
     points = rng.uniform(-0.5, [SIZE[1] - 0.5, SIZE[0] - 0.5], (4, 6, 2))
@@ -271,3 +271,9 @@ def test_decoding_error_of_ideal_targets(codec):
     assert np.abs(errors[~invalid]).max() < 0.05 * codec.stride
     quarter = HeatmapCodec(SIZE, codec.stride, codec.sigma, codec.sigma_factors, decode="quarter")
     assert np.nanmax(np.abs(decoding_error(quarter, points, weights))) > 0.15 * codec.stride
+
+
+def test_decoding_error_needs_a_codec_of_one_target():
+    with pytest.raises(ValueError, match=r"^decoding_error needs a codec of one target, got sigma_factors "
+                                         r"\(2\.4, 1\.73, 1\.37, 1\.0, 1\.0\)$"):
+        decoding_error(CPN_FAMILY.codec(SIZE, 4, 1.5), np.zeros((1, 2)), np.ones(1))

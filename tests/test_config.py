@@ -85,10 +85,7 @@ def test_shipped_configs_load():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.optimizer=adamw", "train.optimizer must be one of sgd, adam, got 'adamw'"),
-    ("train.lr_schedule=poly", "train.lr_schedule must be one of step, cosine"),
-    ("train.precision=int8", "train.precision must be one of auto, fp32, bf16, fp16"),
-    ("train.kvstore=nccl", "train.kvstore must be one of device"),
+    ("codec.decode=argmax", "^config: codec.decode must be one of dark, quarter, got 'argmax'$"),
     ("train.lr=-1", "train.lr must be > 0, got -1"),
     ("train.lr=abc", "train.lr must be a number, got 'abc'"),
     ("train.epochs=2.5", "train.epochs must be an integer, got 2.5"),

@@ -3,7 +3,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashion_gluon.families import CPN_FAMILY, FAMILIES, HOURGLASS_FAMILY, ModelFamily, Output, family_of
+from fashion_gluon.families import (
+    CPN_FAMILY,
+    CPN_LEVEL_SIGMA_FACTORS,
+    FAMILIES,
+    HOURGLASS_FAMILY,
+    ModelFamily,
+    Output,
+    family_of,
+)
 from fashion_gluon.losses import OutputsLoss
 from fashion_gluon.models import get_model, list_models
 from fashion_gluon.models.cpn import NUM_LEVELS
@@ -26,6 +34,9 @@ def test_the_declarations():
         (2.4, "mse", 0.5), (1.73, "mse", 0.5), (1.37, "mse", 0.5), (1.0, "mse", 0.5), (1.0, "ohkm", 1.0)]
     assert len(CPN_FAMILY.outputs) == NUM_LEVELS + 1 and CPN_FAMILY.repeated is None
     assert CPN_FAMILY.sigma_factors == (2.4, 1.73, 1.37, 1.0, 1.0)
+    assert CPN_LEVEL_SIGMA_FACTORS == (2.4, 1.73, 1.37, 1.0) and len(CPN_LEVEL_SIGMA_FACTORS) == NUM_LEVELS
+    assert [o.name for o in CPN_FAMILY.outputs] == [f"GlobalNet level {n}" for n in range(1, NUM_LEVELS + 1)] + [
+        "RefineNet"]
     assert HOURGLASS_FAMILY.outputs == (Output("last stack", 1.0, "ohkm", 1.0),)
     assert HOURGLASS_FAMILY.repeated == Output("stack", 1.0, "mse", 1.0)
     assert HOURGLASS_FAMILY.sigma_factors == (1.0,)

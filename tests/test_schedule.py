@@ -51,7 +51,7 @@ def test_cosine_reaches_zero_on_the_last_update_and_short_runs_work():
 def test_bad_schedule_config():
     with pytest.raises(ConfigError, match="same length"):
         training_schedule(dict(DEFAULTS["train"], lr_steps=[1]), 10)
-    with pytest.raises(ConfigError, match="must be 'step' or 'cosine'"):
+    with pytest.raises(ConfigError, match="^config: train.lr_schedule must be one of step, cosine, got 'poly'$"):
         training_schedule(dict(DEFAULTS["train"], lr_schedule="poly"), 10)
 
 

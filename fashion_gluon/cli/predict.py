@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..codec import DECODERS
 from ..errors import FashionGluonError
-from ..inference.runtimes import RUNTIMES
+from ..inference.runtimes import PRECISIONS, RUNTIME_CHOICES
 from .common import data_root_of, parse_ctx, parse_scales
 
 if TYPE_CHECKING:
@@ -115,10 +115,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="bf16: run fp32 models in bfloat16 (CPUs with AVX512-BF16/AMX); INT8 models come from "
                         "`quantize` (--format onnx: run in INT8 by OpenVINO or ONNX Runtime)")
-    p.add_argument("--runtime", default="auto", choices=("auto",) + RUNTIMES,
+    p.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES,
                    help="what runs the network; auto: OpenVINO (else ONNX Runtime) for ONNX exports, MXNet for runs "
                         "and symbol exports; everything around the network is the same")
     p.add_argument("--decode", choices=DECODERS, help="decoding rule instead of the checkpoints' codec.decode: "

@@ -9,7 +9,8 @@ import json
 
 from ..engine.distributed import DEFAULT_PORT
 from ..errors import FashionGluonError
-from ..inference.formats import QUANTIZE_FORMATS
+from ..inference.formats import FORMATS, QUANTIZE_FORMATS
+from ..inference.runtimes import ONNX_RUNTIMES
 from . import run
 
 
@@ -100,7 +101,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("export", help="export a run's best weights as an MXNet symbol or ONNX")
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR")
-    p.add_argument("--format", default="symbol", choices=("symbol", "onnx"))
+    p.add_argument("--format", default="symbol", choices=FORMATS)
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=cmd_export)
 
@@ -112,7 +113,7 @@ def register(sub) -> None:
     p.add_argument("--format", default="mxnet", choices=QUANTIZE_FORMATS,
                    help="mxnet: an INT8 symbol run by MXNet (oneDNN); onnx: an INT8 QDQ ONNX file for "
                         "--runtime openvino (fastest) or onnxruntime")
-    p.add_argument("--runtime", choices=("onnxruntime", "openvino"),
+    p.add_argument("--runtime", choices=ONNX_RUNTIMES,
                    help="--format onnx: what runs the INT8 file for the NE report (default: openvino where installed)")
     p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"), help="entropy: --format mxnet only")
     p.add_argument("--batch", type=int, default=8)

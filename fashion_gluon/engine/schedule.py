@@ -1,4 +1,5 @@
-"""Learning-rate schedules built from gluoncv's schedulers (not hand-written).
+"""Learning-rate schedules built from gluoncv's schedulers (not hand-written): the ``train``
+section's :data:`SCHEDULES` (:func:`training_schedule`, :class:`BudgetSchedule`) and SWA's cycles.
 
 MXNet numbers optimizer updates from 1, so every schedule starts with one unused
 iteration: update ``k`` gets the lr of schedule step ``k - 1``, and a cycle's last
@@ -11,7 +12,11 @@ from typing import Protocol
 
 from gluoncv.utils.lr_scheduler import LRScheduler, LRSequential
 
+from ..config import check_choice
 from ..errors import ConfigError
+
+#: ``train.lr_schedule``: after the warm-up, ``step`` (piecewise constant levels) or ``cosine`` (to 0).
+SCHEDULES: tuple[str, ...] = ("step", "cosine")
 
 
 def _segment(mode: str, base_lr: float, target_lr: float, niters: int) -> LRScheduler:
@@ -31,6 +36,7 @@ def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
     """Linear warm-up from ``warmup_lr`` over ``warmup_steps`` iterations, then the
     ``step`` (piecewise constant: ``lr * lr_factors[i]`` from epoch ``lr_steps[i]``)
     or ``cosine`` (to 0 at the last update) schedule of the ``train`` config section."""
+    check_choice("train.lr_schedule", train["lr_schedule"], SCHEDULES)
     lr, epochs, warmup = float(train["lr"]), int(train["epochs"]), int(train["warmup_steps"])
     total = epochs * iters_per_epoch
     warmup = min(warmup, max(total - 1, 0))
@@ -38,7 +44,7 @@ def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
     remaining = total - warmup
     if train["lr_schedule"] == "cosine":
         parts.append(_segment("cosine", lr, 0.0, remaining))
-    elif train["lr_schedule"] == "step":
+    else:  # step
         steps, factors = list(train["lr_steps"]), list(train["lr_factors"])
         if len(steps) != len(factors):
             raise ConfigError("train.lr_steps and train.lr_factors must have the same length")
@@ -46,8 +52,6 @@ def training_schedule(train: dict, iters_per_epoch: int) -> LRSequential:
         levels = [lr] + [lr * f for f in factors]
         for start, end, level in zip(bounds[:-1], bounds[1:], levels):
             parts.append(LRScheduler("constant", base_lr=level, niters=end - start))
-    else:
-        raise ConfigError(f"train.lr_schedule must be 'step' or 'cosine', got {train['lr_schedule']!r}")
     return _sequence(parts)
 
 
@@ -69,6 +73,7 @@ class BudgetSchedule:
     speeds up or slows down (e.g. a slower epoch on a busy machine)."""
 
     def __init__(self, train: dict, budget: _Progress):
+        check_choice("train.lr_schedule", train["lr_schedule"], SCHEDULES)
         self.base_lr, self.warmup_lr = float(train["lr"]), float(train["warmup_lr"])
         self.warmup, self.mode, self.budget = int(train["warmup_steps"]), train["lr_schedule"], budget
         epochs = max(int(train["epochs"]), 1)

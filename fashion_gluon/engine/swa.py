@@ -20,7 +20,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
-from ..errors import ConfigError
+from ..config import validate
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
@@ -98,15 +98,11 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
     config, state = run_config(run_dir), load_state(run_dir)
-    scfg = config["swa"]
-    cycles = int(scfg["cycles"] if cycles is None else cycles)
-    cycle_epochs = int(scfg["cycle_epochs"] if cycle_epochs is None else cycle_epochs)
-    lr_max = float(scfg["lr_max"] if lr_max is None else lr_max)
-    lr_min = float(scfg["lr_min"] if lr_min is None else lr_min)
-    bn_images = int(scfg["bn_images"] if bn_images is None else bn_images)
-    if bn_images < 1:
-        raise ConfigError(f"swa bn_images must be >= 1, got {bn_images}")
-    config["swa"].update(cycles=cycles, cycle_epochs=cycle_epochs, lr_max=lr_max, lr_min=lr_min, bn_images=bn_images)
+    given = {"cycles": cycles, "cycle_epochs": cycle_epochs, "lr_max": lr_max, "lr_min": lr_min, "bn_images": bn_images}
+    config["swa"].update({key: value for key, value in given.items() if value is not None})
+    scfg = validate(config, "swa arguments")["swa"]  # the config's rules check the arguments too
+    cycles, cycle_epochs, bn_images = int(scfg["cycles"]), int(scfg["cycle_epochs"]), int(scfg["bn_images"])
+    lr_max, lr_min = float(scfg["lr_max"]), float(scfg["lr_min"])
     category, ctx = state["category"], list(ctx)
 
     train_set = build_train_dataset(config, data_root, category)

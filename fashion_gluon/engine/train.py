@@ -36,6 +36,7 @@ from .trainer import (
     TimeBudget,
     build_loader,
     build_trainer,
+    check_train_choices,
     enable_mixed_precision,
     resolve_precision,
     scale_for_workers,
@@ -205,6 +206,7 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
         config, category = config or saved, state["category"]
         check_resumable(run_dir, state, config)
     config = config or load_config()
+    check_train_choices(config)
     if init_from is not None and state is None:
         check_same_model(init_from, config)
     kvstore = str(config["train"]["kvstore"])

@@ -1,5 +1,10 @@
 """The optimizer side of training: mixed precision, the gluon Trainer (local or on MXNet's
-parameter server), the batch loader of a worker's shard and the shared time budget."""
+parameter server), the batch loader of a worker's shard and the shared time budget.
+
+It owns the tables of the ``train`` section's choices it implements — :data:`OPTIMIZERS`,
+:data:`PRECISIONS`, :data:`KVSTORES` — and :func:`check_train_choices` checks a config against
+them and :data:`~.schedule.SCHEDULES` before a run starts (the config module, a lower layer,
+checks every other value when a config is loaded)."""
 from __future__ import annotations
 
 import time
@@ -9,18 +14,35 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.contrib import amp
 
+from ..config import check_choice
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..data.dataset import EpochSampler, FashionAIDataset
 from ..errors import FashionGluonError
+from .schedule import SCHEDULES
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CPU that has it, else fp32
+#: ``train.optimizer``: MXNet's optimizer of that name, and the ``train`` keys it takes besides
+#: ``lr``, ``wd`` and ``clip_gradient``, which every one takes.
+OPTIMIZERS: dict[str, tuple[str, ...]] = {"sgd": ("momentum",), "adam": ()}
+#: ``train.precision``: ``auto`` (bf16 on a CPU that has it, else fp32), fp32, bf16 (CPU), fp16 (GPU).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+#: ``train.kvstore``: the MXNet kvstore types the gradients are summed through (``dist_*``: the
+#: parameter server of ``fashion-gluon launch``).
+KVSTORES: tuple[str, ...] = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
+
+
+def check_train_choices(config: dict, source: str = "config") -> None:
+    """A one-line ConfigError naming the key and its allowed values unless each choice of the
+    ``train`` section is one training implements."""
+    train = config["train"]
+    for key, table in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("precision", PRECISIONS),
+                       ("kvstore", KVSTORES)):
+        check_choice(f"train.{key}", train[key], table, source)
 
 
 def resolve_precision(precision: str, ctx: Sequence[mx.Context]) -> str:
     """``precision`` with ``auto`` made concrete: bf16 on CPU contexts whose CPU runs it natively,
     fp32 otherwise (GPU included: fp16 is only ever asked for by name)."""
-    if precision not in PRECISIONS:
-        raise FashionGluonError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("train.precision", precision, PRECISIONS)
     if precision != "auto":
         return precision
     on_cpu = all(c.device_type == "cpu" for c in ctx)
@@ -69,11 +91,9 @@ def build_trainer(net, tcfg: dict, schedule, kvstore="device") -> gluon.Trainer:
     worker applies the same update itself (``update_on_kvstore=False``): the optimizer
     states then live on the workers, so ``save_states`` works and ``learning_rate`` is
     the scheduled one."""
+    check_choice("train.optimizer", tcfg["optimizer"], OPTIMIZERS)
     params = {"wd": float(tcfg["wd"]), "lr_scheduler": schedule, "learning_rate": schedule.base_lr}
-    if tcfg["optimizer"] == "sgd":
-        params["momentum"] = float(tcfg["momentum"])
-    elif tcfg["optimizer"] != "adam":
-        raise FashionGluonError(f"train.optimizer must be sgd or adam, got {tcfg['optimizer']!r}")
+    params.update({key: float(tcfg[key]) for key in OPTIMIZERS[tcfg["optimizer"]]})
     if tcfg["clip_gradient"]:
         params["clip_gradient"] = float(tcfg["clip_gradient"])
     distributed = "dist" in getattr(kvstore, "type", str(kvstore))

@@ -39,9 +39,8 @@ from ..fileio import atomic_path, read_json_object, write_json
 from ..runs import CONFIG, SCHEMA, kept_schema, read_params
 from ..schema import ALL
 from .formats import FORMATS, META_FORMATS
-from .runtimes import OnnxRuntimeNet, OpenVINONet, _import_runtime
+from .runtimes import ONNX_RUNTIMES, OnnxRuntimeNet, OpenVINONet, _import_runtime
 
-ONNX_RUNTIMES = ("onnxruntime", "openvino")
 META = "export.json"
 PREFIX = "model"
 INPUT_NAME = "data"

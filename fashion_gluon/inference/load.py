@@ -12,7 +12,6 @@ from ..build import build_codec, build_schema
 from ..runs import LAST, run_config
 from .export import (
     META,
-    ONNX_RUNTIMES,
     PREFIX,
     ExportError,
     OnnxNet,
@@ -23,17 +22,14 @@ from .export import (
 )
 from .model import KeypointModel
 from .quantize import to_bf16
-from .runtimes import available_runtimes
-
-PRECISIONS = ("fp32", "bf16")  # MXNet's; OpenVINO also runs int8 (a QDQ file)
-#: ``auto``: an ONNX export runs in OpenVINO where it is installed (the fastest runtime measured
-#: here in fp32 and INT8, README "Deployment"), else ONNX Runtime; runs and symbol exports in MXNet.
-RUNTIMES = ("auto", "mxnet") + ONNX_RUNTIMES
+from .runtimes import RUNTIME_CHOICES, RUNTIMES, available_runtimes
 
 
 def resolve_runtime(runtime: str, fmt: str) -> str:
     """The runtime that ``runtime`` (maybe ``auto``) means for a model of format ``fmt``
-    (``run``, or an export.json format)."""
+    (``run``, or an export.json format). ``auto``: an ONNX export runs in OpenVINO where it is
+    installed (the fastest runtime measured here in fp32 and INT8, README "Deployment"), else
+    ONNX Runtime; runs and MXNet exports in MXNet."""
     if runtime != "auto":
         return runtime
     if fmt != "onnx":
@@ -68,13 +64,13 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     QDQ-quantized file in INT8), ``auto`` picks by format (:func:`resolve_runtime`); the rest
     of prediction is the same."""
     path, ctx = Path(path), list(ctx)
-    if runtime not in RUNTIMES:
-        raise ExportError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    if runtime not in RUNTIME_CHOICES:
+        raise ExportError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIME_CHOICES)}")
     export = is_export(path)
     meta = read_export_meta(path) if export else None
     runtime = resolve_runtime(runtime, meta["format"] if export else "run")
-    if runtime == "mxnet" and precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if runtime == "mxnet" and precision not in RUNTIMES["mxnet"]:  # the ONNX runtimes check their own
+        raise ExportError(f"unknown precision {precision!r}; expected one of {', '.join(RUNTIMES['mxnet'])}")
     if not export:
         if not (path / LAST).is_file():
             raise ExportError(f"{path} is neither a training run (no {LAST}) nor an exported model (no {META})")
@@ -95,4 +91,4 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     return model
 
 
-__all__ = ["PRECISIONS", "RUNTIMES", "resolve_runtime", "load_model"]
+__all__ = ["resolve_runtime", "load_model"]

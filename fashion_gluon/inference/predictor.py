@@ -37,7 +37,6 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from ..codec import DECODERS
 from ..data.annotations import Annotations
 from ..data.dataset import load_split
 from ..data.images import read_image
@@ -157,7 +156,7 @@ class Predictor:
     ``checkpoints``: run directories, exported models (symbol, ONNX, INT8; see
     :mod:`fashion_gluon.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
     runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
-    ``decode`` (``dark`` | ``quarter``) overrides the decoding rule of every checkpoint.
+    ``decode`` (one of :data:`~fashion_gluon.codec.DECODERS`) overrides the decoding rule of every checkpoint.
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
@@ -170,9 +169,7 @@ class Predictor:
             raise FashionGluonError("the predictor needs at least one checkpoint")
         self.models = [c if isinstance(c, KeypointModel) else load_model(c, self.ctx, precision, runtime)
                        for c in checkpoints]
-        if decode is not None:  # another decoding rule than the checkpoints' configs name
-            if decode not in DECODERS:
-                raise FashionGluonError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+        if decode is not None:  # another decoding rule than the checkpoints' configs name (the codec checks it)
             self.models = [dataclasses.replace(m, codec=m.codec.with_decode(decode)) for m in self.models]
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:

@@ -35,10 +35,20 @@ import numpy as np
 
 from ..errors import FashionGluonError, shorten
 
-RUNTIMES = ("mxnet", "onnxruntime", "openvino")
+#: The inference runtimes and the precisions each runs: MXNet a run or an MXNet export in fp32 or
+#: converted to bf16 (an INT8 export runs as it was quantized); ONNX Runtime an ONNX export in
+#: fp32, or INT8 from a QDQ file; OpenVINO an ONNX export in fp32, bf16 or INT8 (a QDQ file).
+RUNTIMES: dict[str, tuple[str, ...]] = {"mxnet": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8"),
+                                        "openvino": ("fp32", "bf16", "int8")}
+#: The runtimes of ONNX exports: every one but MXNet.
+ONNX_RUNTIMES: tuple[str, ...] = tuple(name for name in RUNTIMES if name != "mxnet")
+#: What a loader's ``runtime`` (and ``--runtime``) accepts: a runtime, or ``auto``, the runtime
+#: the model's format runs in (:func:`~.load.resolve_runtime`).
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
+#: Every precision some runtime runs (``--precision``).
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for precisions in RUNTIMES.values() for p in precisions))
 #: The setup.cfg extra that installs each runtime.
 EXTRAS = {"mxnet": "cpu", "onnx": "export", "onnxruntime": "export", "openvino": "openvino"}
-PRECISIONS = ("fp32", "bf16", "int8")
 HINTS = ("throughput", "latency")
 #: OpenVINO's names of the inference precisions.
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the QDQ parts are INT8, the rest f32
@@ -106,8 +116,9 @@ class OnnxRuntimeNet:
     onnxruntime's, one per physical core)."""
 
     def __init__(self, onnx_path: "str | os.PathLike", precision: str = "fp32", threads: "int | None" = None):
-        if precision not in ("fp32", "int8"):
-            raise ValueError(f"onnxruntime runs fp32 or int8 (a QDQ file), got precision {precision!r}")
+        if precision not in RUNTIMES["onnxruntime"]:
+            raise ValueError(f"onnxruntime runs {' or '.join(RUNTIMES['onnxruntime'])} (int8: a QDQ file), "
+                             f"got precision {precision!r}")
         ort = _import_runtime("onnxruntime")  # deferred: onnxruntime is an optional package
         self.path = _model_file(onnx_path)
         options = ort.SessionOptions()
@@ -153,8 +164,8 @@ class OpenVINONet:
 
     def __init__(self, onnx_path: "str | os.PathLike", precision: str = "fp32", threads: "int | None" = None,
                  hint: str = "throughput", streams: "int | None" = None, max_shapes: int = 8):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision not in RUNTIMES["openvino"]:
+            raise ValueError(f"precision must be one of {', '.join(RUNTIMES['openvino'])}, got {precision!r}")
         if hint not in HINTS:
             raise ValueError(f"hint must be one of {', '.join(HINTS)}, got {hint!r}")
         self._ov = _import_runtime("openvino")  # deferred: openvino is an optional package
@@ -248,5 +259,5 @@ def is_quantized(model) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
-__all__ = ["RUNTIMES", "EXTRAS", "PRECISIONS", "HINTS", "RuntimeMissingError", "ModelFileError",
-           "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "load_onnx", "is_quantized"]
+__all__ = ["RUNTIMES", "ONNX_RUNTIMES", "RUNTIME_CHOICES", "PRECISIONS", "EXTRAS", "HINTS", "RuntimeMissingError",
+           "ModelFileError", "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "load_onnx", "is_quantized"]

@@ -1,15 +1,15 @@
 """Cascaded Pyramid Network (Chen et al. 2018) on a gluoncv backbone.
 
-GlobalNet: on each of the backbone's last four feature maps a 1×1 lateral
+GlobalNet: on each of the backbone's last :data:`NUM_LEVELS` feature maps a 1×1 lateral
 conv (BN, ReLU) to ``channels``; a top-down path adds to each level the level
 above, upsampled to its stride and passed through a 1×1 conv (BN). Each level
 has a head, 1×1 conv (BN, ReLU) → 3×3 conv to K heatmaps, upsampled to ¼ of
-the input. RefineNet: 3/2/1/0 bottlenecks (channels/2 → channels/2 → channels)
-on the levels coarse → fine, each upsampled to ¼ of the input, concatenated,
+the input. RefineNet: on the levels coarse → fine one bottleneck (channels/2 → channels/2 →
+channels) fewer per level, none on the finest, each upsampled to ¼ of the input, concatenated,
 one bottleneck with a projection shortcut, a 3×3 conv to K heatmaps.
 
 Levels: for ResNet-style backbones C2..C5 (strides 4, 8, 16, 32). DetNet-style
-backbones return C2..C6 at strides 4, 8, 16, 16, 16; CPN uses the last four
+backbones return C2..C6 at strides 4, 8, 16, 16, 16; CPN uses the last levels
 (C3..C6, strides 8, 16, 16, 16), as the seed's DetNet CPN does, so the top-down
 path upsamples only between C4 and C3 (levels of equal stride are added
 as they are) and the heads upsample by 2 or 4.
@@ -20,6 +20,8 @@ from mxnet.gluon import HybridBlock, nn
 
 from .backbones import BACKBONES, Backbone, HeatmapConv, KeypointNet, Upsample, check_upsample, conv_bn
 
+#: The pyramid levels of a CPN: the backbone's last feature maps it reads, and so the GlobalNet
+#: outputs before the RefineNet's (:data:`~fashion_gluon.families.CPN_FAMILY` declares one per level).
 NUM_LEVELS = 4
 
 

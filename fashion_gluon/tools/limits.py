@@ -27,9 +27,8 @@ import mxnet as mx
 import numpy as np
 
 from ..cpu import cpu_features, cpu_has_bf16, cpu_model
-from ..inference.runtimes import available_runtimes
+from ..inference.runtimes import PRECISIONS, available_runtimes
 
-PRECISIONS = ("fp32", "bf16", "int8")
 LIBRARIES = ("mxnet", "openvino")
 #: What each library's limit is measured with (for the printed table).
 SOURCES = {"mxnet": "MXNet oneDNN FullyConnected", "openvino": "OpenVINO MatMul"}
