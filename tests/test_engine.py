@@ -11,12 +11,29 @@ from mxnet import gluon
 
 from fashion_gluon.config import load_config
 from fashion_gluon.engine import train as train_module
+from fashion_gluon.engine.step import train_step
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
 from fashion_gluon.engine.train import TrainingDiverged, fit
 from fashion_gluon.engine.transfer import load_matching
 from fashion_gluon.errors import DataError, FashionGluonError
 from fashion_gluon.models import get_model
 from fashion_gluon.runs import load_state, run_config
+
+
+def _squared_error(out, target, weight):
+    return ((out - target) ** 2 * weight).mean()
+
+
+# target 2: loss (0.5 - 2)² = 2.25, gradient 2 (0.5 - 2) = -3, weight 0.5 + 0.25 * 3 = 1.25;
+# target NaN: the loss is returned and the weight left alone
+@pytest.mark.parametrize("target, loss, weight", [(2.0, 2.25, 1.25), (float("nan"), float("nan"), 0.5)])
+def test_train_step_returns_the_loss_and_updates_only_on_a_finite_one(target, loss, weight):
+    net = gluon.nn.Dense(1, in_units=1, use_bias=False)
+    net.initialize(mx.init.Constant(0.5))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.25})
+    batch = (mx.nd.ones((2, 1)), mx.nd.full((2, 1), target), mx.nd.ones((2, 1)))
+    value = train_step(net, _squared_error, trainer, batch, [mx.cpu()])
+    assert value == pytest.approx(loss, nan_ok=True) and net.weight.data().asscalar() == weight
 
 
 def params_of(path):

@@ -19,12 +19,12 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
+from ..build import build_eval_dataset, build_loss, build_train_dataset, load_run
 from ..errors import ConfigError
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import load_run_weights, load_state, run_config
+from ..runs import load_state, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
 from .train import run_epoch
@@ -113,10 +113,9 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     val_set = build_eval_dataset(config, data_root, category, "val")
     sampler, loader = build_loader(train_set, config)
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
-    net = build_model(config, category, ctx)
-    load_run_weights(net, run_dir, ctx)
+    net = load_run(run_dir, ctx)[0]
     out = prepare_run_dir(out or run_dir / "swa")
-    model = KeypointModel(net, category, build_codec(config), build_schema(config), str(out), config)
+    model = KeypointModel.from_config(net, config, category, str(out))
     batch = int(config["train"]["batch_size"])
     before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 

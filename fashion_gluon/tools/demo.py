@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import gluon
 
 from ..build import build_codec, build_loss, build_model, build_schema
 from ..config import load_config
@@ -15,6 +15,7 @@ from ..data.dataset import FashionAIDataset
 from ..data.images import read_image
 from ..data.submission import validate_submission, write_submission
 from ..data.synthetic import generate_dataset
+from ..engine.step import train_step
 from ..engine.swa import run_swa
 from ..engine.train import fit
 from ..engine.trainer import enable_mixed_precision, resolve_precision
@@ -57,11 +58,7 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     for step in range(warmup + steps):
         if step == warmup:
             tic = time.time()
-        with autograd.record():
-            loss = loss_fn(net(data), targets, weights)
-        loss.backward()
-        trainer.step(batch)
-        loss.asscalar()
+        train_step(net, loss_fn, trainer, (data, targets, weights), ctx)
     return steps * batch / (time.time() - tic)
 
 
