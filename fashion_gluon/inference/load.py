@@ -8,21 +8,12 @@ from typing import Sequence
 
 import mxnet as mx
 
+from ..errors import ExportError
 from ..runs import LAST, run_config
-from .export import (
-    META,
-    ONNX_RUNTIMES,
-    PREFIX,
-    ExportError,
-    OnnxNet,
-    cpu_only,
-    is_export,
-    load_symbol,
-    read_export_meta,
-)
+from .export import META, PREFIX, is_export, load_symbol, read_export_meta
 from .model import KeypointModel
-from .quantize import to_bf16
-from .runtimes import available_runtimes
+from .precision import to_bf16
+from .runtimes import ONNX_RUNTIMES, OnnxNet, available_runtimes, cpu_only
 
 PRECISIONS = ("fp32", "bf16")  # MXNet's; OpenVINO also runs int8 (a QDQ file)
 #: ``auto``: an ONNX export runs in OpenVINO where it is installed (the fastest runtime measured

@@ -56,7 +56,8 @@ from ..data.synthetic import generate_dataset
 from ..data.transforms import train_transform
 from ..engine.step import train_step
 from ..families import CPN_FAMILY, family_of
-from ..inference.quantize import quantize, to_bf16
+from ..inference.precision import to_bf16
+from ..inference.quantize import quantize
 from ..losses import MaskedMSELoss
 from ..models import get_model
 from ..schema import load_schema

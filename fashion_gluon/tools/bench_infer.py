@@ -24,11 +24,12 @@ from mxnet import gluon
 from ..build import build_eval_dataset, load_run
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..inference.evaluate import evaluate_model
-from ..inference.export import OnnxNet, export_onnx
+from ..inference.export import export_onnx
 from ..inference.model import KeypointModel
+from ..inference.precision import to_bf16
 from ..inference.qdq import quantize_onnx
-from ..inference.quantize import calibration_loader, quantize, to_bf16
-from ..inference.runtimes import available_runtimes
+from ..inference.quantize import calibration_loader, quantize
+from ..inference.runtimes import OnnxNet, available_runtimes
 from ..models import get_model
 from ..runs import run_data_root
 from ..schema import load_schema
