@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import load_state, run_config
+from ..runs import SWA_DIR, SWA_RESULT, load_state, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
 from .train import run_epoch
@@ -93,7 +93,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
             lr_min: "float | None" = None, bn_images: "int | None" = None,
             ctx: Sequence[mx.Context] = (mx.cpu(),), progress: bool = True) -> dict:
     """SWA from the best weights of ``run_dir`` into ``out`` (default ``run_dir/swa``), a normal
-    run directory. Returns val NE before, after averaging (old BN statistics) and after BN
+    run directory with ``swa.json``. Returns val NE before, after averaging (old BN statistics) and after BN
     recalibration on the first ``swa.bn_images`` training images (rounded up to whole batches).
     Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
@@ -114,7 +114,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     sampler, loader = build_loader(train_set, config)
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
     net = load_run(run_dir, ctx)[0]
-    out = prepare_run_dir(out or run_dir / "swa")
+    out = prepare_run_dir(out or run_dir / SWA_DIR)
     model = KeypointModel.from_config(net, config, category, str(out))
     batch = int(config["train"]["batch_size"])
     before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
@@ -141,5 +141,5 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
                                      "best_ne": after, "swa": result,
                                      "data_root": str(Path(data_root).resolve())}, config)
     save_best(out, net, {"epoch": first + cycles * cycle_epochs, "ne": after})
-    write_json(out / "swa.json", result)
+    write_json(out / SWA_RESULT, result)
     return result

@@ -26,7 +26,7 @@ from ..config import VALID_KEYS, load_config
 from ..errors import FashionGluonError, FileFormatError, quoted, shorten
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import intact_best, load_parameters, load_state, read_params, run_config
+from ..runs import BEST_PARAMS, LAST, intact_best, load_parameters, load_state, read_params, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
@@ -84,7 +84,7 @@ def _cannot_resume(run_dir: Path, problem: str) -> FileFormatError:
     best weights as a way on."""
     best = intact_best(run_dir)
     hint = (f"; its best weights {best} are intact: start a new run from them with --init-from {run_dir}"
-            if best else "; it has no intact best.params either")
+            if best else f"; it has no intact {BEST_PARAMS} either")
     return FileFormatError(f"{problem}; {run_dir} cannot resume{hint}")
 
 
@@ -99,11 +99,11 @@ def check_resumable(run_dir: Path, state: dict, config: dict) -> None:
                           f"longer, raise train.epochs: --resume {run_dir} train.epochs=N with N > {done}")
     params = run_dir / state["params"]
     if not params.is_file():
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['params'])}, which does not exist")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names {quoted(state['params'])}, which does not exist")
     if not isinstance(state.get("states"), str):
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names no trainer states (a run written by swa?)")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names no trainer states (a run written by swa?)")
     if not (run_dir / state["states"]).is_file():
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['states'])}, which does not exist")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names {quoted(state['states'])}, which does not exist")
     try:
         read_params(params)
     except FileFormatError as error:
@@ -176,14 +176,14 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
     Returns the last epoch's record. ``max_epochs`` stops early after that many epochs in
     this call (the schedule still spans ``train.epochs``), as if the run had been killed.
 
-    With ``train.kvstore=dist_sync`` (processes started by :func:`fashion_gluon.distributed.launch`)
+    With ``train.kvstore=dist_sync`` (processes started by :func:`fashion_gluon.engine.distributed.launch`)
     each worker trains on its shard of every epoch, the lr is scaled by the number of workers
     (:func:`scale_for_workers`), only worker 0 validates and writes ``out`` (resuming needs
     ``out`` readable by every worker), and a failing worker ends its process
-    (:func:`~fashion_gluon.distributed.exit_on_failure`) instead of raising.
+    (:func:`~fashion_gluon.engine.distributed.exit_on_failure`) instead of raising.
     """
     run_dir, state = Path(out), None
-    if not resume and (run_dir / "last.json").exists():
+    if not resume and (run_dir / LAST).exists():
         raise FashionGluonError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) "
                                 "or choose another --out")
     if resume:

@@ -23,6 +23,7 @@ from ..errors import DataError
 from ..fileio import write_json
 from ..inference.predictor import Predictor
 from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
+from ..runs import CURVES, SWA_DIR
 from ..visualize import draw_comparison, gallery, plot_per_keypoint
 
 #: The from-scratch recipe is configs/cpu_fast.yaml (see docs/recipes.md); the demo adds only
@@ -104,8 +105,8 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     epochs = trained["epoch"]
 
     print("[3/6] stochastic weight averaging")
-    swa = run_swa(run_dir, data_root, run_dir / "swa", ctx=ctx, progress=progress)
-    final_dir = run_dir / "swa" if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
+    swa = run_swa(run_dir, data_root, run_dir / SWA_DIR, ctx=ctx, progress=progress)
+    final_dir = run_dir / SWA_DIR if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
 
     print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))})")
     predictor = Predictor([final_dir], flip=True, scales=TEST_SCALES, ctx=ctx, progress=progress)
@@ -137,5 +138,5 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
           f"with flip + scales: val NE {val_result['ne']:.2f} %, test NE {test_result['ne']:.2f} %; "
           f"{summary['seconds']:.0f} s in all")
     print(f"submission: {submission} (valid); pictures: {out}/overlays.png, {out}/per_keypoint.png, "
-          f"{run_dir}/curves.png")
+          f"{run_dir / CURVES}")
     return summary
