@@ -75,6 +75,10 @@ class ConfigError(FashionGluonError, ValueError):
     """A bad configuration value or key."""
 
 
+class ExportError(FashionGluonError):
+    """A model cannot be exported, quantized, converted or loaded as asked."""
+
+
 class FileFormatError(FashionGluonError):
     """A file the package wrote earlier (weights, trainer states, run or export metadata) is
     unreadable: truncated, corrupt or edited."""

@@ -12,6 +12,8 @@ Layout of a run directory::
     log.jsonl               one JSON record per epoch
     tb/                     tensorboardX events
     curves.png              training curves
+    swa/                    the default output of ``swa``: a run directory of its own, with
+                            swa.json (its validation NE before and after averaging)
 
 Every file is checked as it is read: a truncated, corrupt or edited file is a one-line
 :class:`~fashion_gluon.errors.FileFormatError` naming it (and, for weights, another intact
@@ -31,14 +33,28 @@ from .errors import FashionGluonError, FileFormatError, quoted, shorten
 from .fileio import read_json_object
 from .schema import ALL, KeypointSchema, load_schema
 
+# The file names of a run directory (the layout above): every writer and reader takes them from here.
 LAST = "last.json"
 BEST = "best.json"
 BEST_PARAMS = "best.params"
 CONFIG = "config.yaml"
 SCHEMA = "schema.yaml"
+LOG = "log.jsonl"
+TENSORBOARD = "tb"
+CURVES = "curves.png"
+SWA_DIR = "swa"
+SWA_RESULT = "swa.json"
+PARAMS_SUFFIX = ".params"
+STATES_SUFFIX = ".states"
 
 #: Keys every last.json holds, with their types.
 STATE_KEYS: dict[str, type] = {"epoch": int, "category": str, "params": str}
+
+
+def epoch_file(epoch: int, suffix: str) -> str:
+    """The name of epoch ``epoch``'s weights (``suffix`` :data:`PARAMS_SUFFIX`) or trainer states
+    (:data:`STATES_SUFFIX`) file, e.g. ``epoch-0007.params``."""
+    return f"epoch-{epoch:04d}{suffix}"
 
 
 class CorruptWeights(FileFormatError):
@@ -203,7 +219,7 @@ def load_run_weights(net, run_dir: "str | os.PathLike", ctx=None) -> Path:
 
 def read_log(run_dir: "str | os.PathLike") -> list[dict]:
     """The per-epoch records of a run (lines that are not JSON, e.g. cut by a crash, are skipped)."""
-    path = Path(run_dir) / "log.jsonl"
+    path = Path(run_dir) / LOG
     if not path.exists():
         return []
     records = []
@@ -215,6 +231,7 @@ def read_log(run_dir: "str | os.PathLike") -> list[dict]:
     return [record for record in records if isinstance(record, dict)]
 
 
-__all__ = ["LAST", "BEST", "BEST_PARAMS", "CONFIG", "SCHEMA", "STATE_KEYS", "CorruptWeights", "is_run", "load_state",
+__all__ = ["LAST", "BEST", "BEST_PARAMS", "CONFIG", "SCHEMA", "LOG", "TENSORBOARD", "CURVES", "SWA_DIR", "SWA_RESULT",
+           "PARAMS_SUFFIX", "STATES_SUFFIX", "epoch_file", "STATE_KEYS", "CorruptWeights", "is_run", "load_state",
            "run_config", "kept_schema", "run_data_root", "weights_path", "read_params", "load_parameters", "loads_cleanly",
            "intact_best", "intact_last", "load_run_weights", "read_log"]

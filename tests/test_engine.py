@@ -1,6 +1,9 @@
-"""Training engine: exact resume, divergence handling, SWA, BN recalibration, transfer, bad input."""
+"""Training engine: exact resume, divergence handling, SWA, BN recalibration, transfer, bad input,
+what training imports."""
 import json
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -11,12 +14,47 @@ from mxnet import gluon
 
 from fashion_gluon.config import load_config
 from fashion_gluon.engine import train as train_module
+from fashion_gluon.engine.step import train_step
 from fashion_gluon.engine.swa import WeightAverage, recalibrate_batchnorm, run_swa
 from fashion_gluon.engine.train import TrainingDiverged, fit
 from fashion_gluon.engine.transfer import load_matching
 from fashion_gluon.errors import DataError, FashionGluonError
 from fashion_gluon.models import get_model
 from fashion_gluon.runs import load_state, run_config
+
+
+def _squared_error(out, target, weight):
+    return ((out - target) ** 2 * weight).mean()
+
+
+# target 2: loss (0.5 - 2)² = 2.25, gradient 2 (0.5 - 2) = -3, weight 0.5 + 0.25 * 3 = 1.25;
+# target NaN: the loss is returned and the weight left alone
+@pytest.mark.parametrize("target, loss, weight", [(2.0, 2.25, 1.25), (float("nan"), float("nan"), 0.5)])
+def test_train_step_returns_the_loss_and_updates_only_on_a_finite_one(target, loss, weight):
+    net = gluon.nn.Dense(1, in_units=1, use_bias=False)
+    net.initialize(mx.init.Constant(0.5))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.25})
+    batch = (mx.nd.ones((2, 1)), mx.nd.full((2, 1), target), mx.nd.ones((2, 1)))
+    value = train_step(net, _squared_error, trainer, batch, [mx.cpu()])
+    assert value == pytest.approx(loss, nan_ok=True) and net.weight.data().asscalar() == weight
+
+
+#: Modules of the deployment stack that training must not load.
+DEPLOYMENT_MODULES = ("onnxruntime", "openvino", "fashion_gluon.inference.quantize", "fashion_gluon.inference.qdq")
+#: Loaded by ``import mxnet`` itself (mxnet.contrib imports its quantization; mxnet.onnx imports
+#: onnx where installed), so training may add them only by importing MXNet.
+MXNET_LOADS = ("onnx", "mxnet.contrib.quantization")
+
+
+def test_training_imports_no_onnx_openvino_or_int8_stack():
+    script = ("import sys, mxnet\n"
+              "with_mxnet = set(sys.modules)\n"
+              "import fashion_gluon.engine.train, fashion_gluon.engine.swa\n"
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {DEPLOYMENT_MODULES[:2]}"
+              f" or m.startswith({DEPLOYMENT_MODULES[2:]})"
+              f" or (m.startswith({MXNET_LOADS}) and m not in with_mxnet)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def params_of(path):

@@ -16,11 +16,10 @@ from fashion_gluon.cli.scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.config import load_config
 from fashion_gluon.cpu import cpu_has_bf16
-from fashion_gluon.inference import quantize as quantize_module
+from fashion_gluon.errors import ExportError
+from fashion_gluon.inference import precision as precision_module
 from fashion_gluon.inference.evaluate import evaluate_model
 from fashion_gluon.inference.export import (
-    ExportError,
-    OnnxNet,
     export_onnx,
     export_run,
     export_symbol,
@@ -29,9 +28,10 @@ from fashion_gluon.inference.export import (
     strip_initializer_inputs,
 )
 from fashion_gluon.inference.load import load_model
+from fashion_gluon.inference.precision import to_bf16
 from fashion_gluon.inference.predictor import Predictor
-from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run, to_bf16
-from fashion_gluon.inference.runtimes import available_runtimes
+from fashion_gluon.inference.quantize import calibration_loader, fp32_sum_convs, quantize, quantize_run
+from fashion_gluon.inference.runtimes import OnnxNet, available_runtimes
 from fashion_gluon.models import get_model
 
 SIZE = (64, 64)
@@ -173,7 +173,7 @@ def test_int8_keeps_upsampled_sums_in_fp32_and_stays_close(tiny_data):
 
 
 def test_bf16_is_refused_clearly_where_the_cpu_lacks_it(monkeypatch):
-    monkeypatch.setattr(quantize_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: False)
     with pytest.raises(ExportError, match="bf16 inference: this CPU has no native bfloat16"):
         to_bf16(tiny_cpn(), SIZE)
 

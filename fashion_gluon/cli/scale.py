@@ -57,8 +57,8 @@ def cmd_export(args) -> None:
 
 
 def cmd_quantize(args) -> None:
-    from ..inference.evaluate import precision_report
     from ..inference.quantize import quantize_run
+    from ..tools.precision_report import precision_report
 
     record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
                           args.calib_mode, args.format)

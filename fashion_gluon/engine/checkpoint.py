@@ -16,12 +16,8 @@ from mxnet.base import MXNetError
 from ..config import save_config
 from ..errors import FashionGluonError, shorten
 from ..fileio import atomic_path, atomic_write, read_json, write_json
-from ..runs import BEST, CONFIG, LAST, SCHEMA
+from ..runs import BEST, BEST_PARAMS, CONFIG, LAST, PARAMS_SUFFIX, SCHEMA, STATES_SUFFIX, epoch_file
 from ..schema import load_schema
-
-
-def _epoch_stem(epoch: int) -> str:
-    return f"epoch-{epoch:04d}"
 
 
 def prepare_run_dir(out: "str | os.PathLike") -> Path:
@@ -53,21 +49,20 @@ def _write_mxnet_file(path: Path, save: Callable[[str], None]) -> None:
 
 def save_checkpoint(run_dir: Path, net, trainer, state: dict[str, Any], config: dict) -> None:
     """Save weights, trainer states and loop ``state`` (must hold ``epoch``) of a finished epoch."""
-    stem = _epoch_stem(state["epoch"])
-    _write_mxnet_file(run_dir / f"{stem}.params", net.save_parameters)
+    params, states = (epoch_file(state["epoch"], suffix) for suffix in (PARAMS_SUFFIX, STATES_SUFFIX))
+    _write_mxnet_file(run_dir / params, net.save_parameters)
     if trainer is not None:
-        _write_mxnet_file(run_dir / f"{stem}.states", trainer.save_states)
+        _write_mxnet_file(run_dir / states, trainer.save_states)
     save_config(config, run_dir / CONFIG)
     load_schema(config["data"]["schema"]).save(run_dir / SCHEMA)
     previous = read_json(run_dir / LAST)["epoch"] if (run_dir / LAST).exists() else None
-    write_json(run_dir / LAST, {**state, "params": f"{stem}.params",
-                                "states": f"{stem}.states" if trainer is not None else None})
+    write_json(run_dir / LAST, {**state, "params": params, "states": states if trainer is not None else None})
     if previous is not None and previous != state["epoch"]:
-        for suffix in (".params", ".states"):
-            (run_dir / f"{_epoch_stem(previous)}{suffix}").unlink(missing_ok=True)
+        for suffix in (PARAMS_SUFFIX, STATES_SUFFIX):
+            (run_dir / epoch_file(previous, suffix)).unlink(missing_ok=True)
 
 
 def save_best(run_dir: Path, net, info: dict[str, Any]) -> None:
     """Keep ``net`` as the best model so far (``info`` holds its epoch and NE)."""
-    _write_mxnet_file(run_dir / "best.params", net.save_parameters)
+    _write_mxnet_file(run_dir / BEST_PARAMS, net.save_parameters)
     write_json(run_dir / BEST, info)

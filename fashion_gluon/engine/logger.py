@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tensorboardX import SummaryWriter
 
-from ..runs import read_log
+from ..runs import CURVES, LOG, TENSORBOARD, read_log
 from ..visualize import plot_curves
 
 
@@ -14,19 +14,19 @@ class RunLogger:
     """Per-epoch JSON lines, tensorboardX scalars and a curves PNG in the run directory."""
 
     def __init__(self, run_dir: Path):
-        self.run_dir, self.writer = run_dir, SummaryWriter(str(run_dir / "tb"))
+        self.run_dir, self.writer = run_dir, SummaryWriter(str(run_dir / TENSORBOARD))
 
     def step(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
 
     def epoch(self, record: dict) -> None:
-        with open(self.run_dir / "log.jsonl", "a") as handle:
+        with open(self.run_dir / LOG, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         for key in ("loss", "lr", "val_ne", "img_per_s"):
             if key in record:
                 self.writer.add_scalar(f"epoch/{key}", record[key], record["epoch"])
         self.writer.flush()
-        plot_curves(read_log(self.run_dir), self.run_dir / "curves.png")
+        plot_curves(read_log(self.run_dir), self.run_dir / CURVES)
 
     def close(self) -> None:
         self.writer.close()

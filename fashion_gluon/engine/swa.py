@@ -19,12 +19,12 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
+from ..build import build_eval_dataset, build_loss, build_train_dataset, load_run
 from ..config import validate
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import load_run_weights, load_state, run_config
+from ..runs import SWA_DIR, SWA_RESULT, load_state, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
 from .train import run_epoch
@@ -93,7 +93,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
             lr_min: "float | None" = None, bn_images: "int | None" = None,
             ctx: Sequence[mx.Context] = (mx.cpu(),), progress: bool = True) -> dict:
     """SWA from the best weights of ``run_dir`` into ``out`` (default ``run_dir/swa``), a normal
-    run directory. Returns val NE before, after averaging (old BN statistics) and after BN
+    run directory with ``swa.json``. Returns val NE before, after averaging (old BN statistics) and after BN
     recalibration on the first ``swa.bn_images`` training images (rounded up to whole batches).
     Arguments left None come from the run's ``swa`` config section."""
     run_dir = Path(run_dir)
@@ -109,10 +109,9 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
     val_set = build_eval_dataset(config, data_root, category, "val")
     sampler, loader = build_loader(train_set, config)
     enable_mixed_precision(str(config["train"]["precision"]), ctx)
-    net = build_model(config, category, ctx)
-    load_run_weights(net, run_dir, ctx)
-    out = prepare_run_dir(out or run_dir / "swa")
-    model = KeypointModel(net, category, build_codec(config), build_schema(config), str(out), config)
+    net = load_run(run_dir, ctx)[0]
+    out = prepare_run_dir(out or run_dir / SWA_DIR)
+    model = KeypointModel.from_config(net, config, category, str(out))
     batch = int(config["train"]["batch_size"])
     before = evaluate_dataset(model, val_set, ctx, batch)["ne"]
 
@@ -138,5 +137,5 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
                                      "best_ne": after, "swa": result,
                                      "data_root": str(Path(data_root).resolve())}, config)
     save_best(out, net, {"epoch": first + cycles * cycle_epochs, "ne": after})
-    write_json(out / "swa.json", result)
+    write_json(out / SWA_RESULT, result)
     return result

@@ -18,20 +18,20 @@ from typing import Callable, Sequence
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
 from mxnet.contrib import amp
 from tqdm import tqdm
 
-from ..build import build_codec, build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
+from ..build import build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
 from ..config import VALID_KEYS, load_config
 from ..errors import FashionGluonError, FileFormatError, quoted, shorten
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import intact_best, load_parameters, load_state, read_params, run_config
+from ..runs import BEST_PARAMS, LAST, intact_best, load_parameters, load_state, read_params, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
 from .schedule import BudgetSchedule, training_schedule
+from .step import train_step
 from .trainer import (
     TimeBudget,
     build_loader,
@@ -85,7 +85,7 @@ def _cannot_resume(run_dir: Path, problem: str) -> FileFormatError:
     best weights as a way on."""
     best = intact_best(run_dir)
     hint = (f"; its best weights {best} are intact: start a new run from them with --init-from {run_dir}"
-            if best else "; it has no intact best.params either")
+            if best else f"; it has no intact {BEST_PARAMS} either")
     return FileFormatError(f"{problem}; {run_dir} cannot resume{hint}")
 
 
@@ -100,11 +100,11 @@ def check_resumable(run_dir: Path, state: dict, config: dict) -> None:
                           f"longer, raise train.epochs: --resume {run_dir} train.epochs=N with N > {done}")
     params = run_dir / state["params"]
     if not params.is_file():
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['params'])}, which does not exist")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names {quoted(state['params'])}, which does not exist")
     if not isinstance(state.get("states"), str):
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names no trainer states (a run written by swa?)")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names no trainer states (a run written by swa?)")
     if not (run_dir / state["states"]).is_file():
-        raise _cannot_resume(run_dir, f"{run_dir / 'last.json'} names {quoted(state['states'])}, which does not exist")
+        raise _cannot_resume(run_dir, f"{run_dir / LAST} names {quoted(state['states'])}, which does not exist")
     try:
         read_params(params)
     except FileFormatError as error:
@@ -146,27 +146,16 @@ def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: i
               run_dir: Path, progress: bool = True, logger: "RunLogger | None" = None, global_step: int = 0,
               log_every: int = 10, out_of_time: "Callable[[], bool] | None" = None,
               num_parts: int = 1) -> dict:
-    """One pass over ``loader`` with an optimizer step per batch (gradients averaged over the
-    contexts and the ``num_parts`` distributed workers). Stops early (``out_of_time``) after
+    """One pass over ``loader`` with a :func:`~.step.train_step` per batch (gradients averaged
+    over the contexts and the ``num_parts`` distributed workers). Stops early (``out_of_time``) after
     the first step at which ``out_of_time()`` is True (see :class:`TimeBudget`). A NaN/inf
     loss raises TrainingDiverged."""
     total, seen, steps, tic, stopped = 0.0, 0, 0, time.time(), False
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
-    for step, (data, targets, weights) in enumerate(bar):
-        datas = gluon.utils.split_and_load(data, ctx)
-        target_parts = gluon.utils.split_and_load(targets, ctx)
-        weight_parts = gluon.utils.split_and_load(weights, ctx)
-        with autograd.record():
-            losses = [loss_fn(net(x), t, w) for x, t, w in zip(datas, target_parts, weight_parts)]
-            if getattr(trainer, "_amp_loss_scaler", None) is not None:  # fp16: dynamic loss scaling
-                with amp.scale_loss(losses, trainer) as scaled:
-                    autograd.backward(scaled)
-            else:
-                autograd.backward(losses)
-        value = float(sum(loss.asscalar() for loss in losses) / len(losses))
+    for step, batch in enumerate(bar):
+        value = train_step(net, loss_fn, trainer, batch, ctx, num_parts)
         _check_finite(value, epoch, step, run_dir)
-        trainer.step(len(ctx) * num_parts, ignore_stale_grad=True)
-        total, seen, steps = total + value, seen + data.shape[0], steps + 1
+        total, seen, steps = total + value, seen + batch[0].shape[0], steps + 1
         rate = seen / max(time.time() - tic, 1e-9)
         bar.set_postfix(loss=f"{value:.5f}", lr=f"{trainer.learning_rate:.2e}", img_s=f"{rate:.1f}")
         if logger and (global_step + steps) % log_every == 0:
@@ -188,14 +177,14 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
     Returns the last epoch's record. ``max_epochs`` stops early after that many epochs in
     this call (the schedule still spans ``train.epochs``), as if the run had been killed.
 
-    With ``train.kvstore=dist_sync`` (processes started by :func:`fashion_gluon.distributed.launch`)
+    With ``train.kvstore=dist_sync`` (processes started by :func:`fashion_gluon.engine.distributed.launch`)
     each worker trains on its shard of every epoch, the lr is scaled by the number of workers
     (:func:`scale_for_workers`), only worker 0 validates and writes ``out`` (resuming needs
     ``out`` readable by every worker), and a failing worker ends its process
-    (:func:`~fashion_gluon.distributed.exit_on_failure`) instead of raising.
+    (:func:`~fashion_gluon.engine.distributed.exit_on_failure`) instead of raising.
     """
     run_dir, state = Path(out), None
-    if not resume and (run_dir / "last.json").exists():
+    if not resume and (run_dir / LAST).exists():
         raise FashionGluonError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) "
                                 "or choose another --out")
     if resume:
@@ -245,10 +234,9 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
 
     tcfg["precision"] = resolve_precision(str(tcfg["precision"]), ctx)  # the run records what it ran in
     enable_mixed_precision(tcfg["precision"], ctx)
-    schema = build_schema(config)
     net = build_model(config, category, ctx)
     if init_from is not None and state is None:
-        load_matching(net, init_from, category, schema)
+        load_matching(net, init_from, category, build_schema(config))
     if state is not None:
         _resume_weights(net, run_dir, state, ctx)
     if dist:
@@ -269,7 +257,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
         _resume_states(trainer, run_dir, state)
         trainer._optimizer.lr_scheduler = schedule  # the saved optimizer brings the schedule of the old train.epochs
         first_epoch, best = state["epoch"], state.get("best_ne")
-    model = KeypointModel(net, category, build_codec(config), schema, str(run_dir), config)
+    model = KeypointModel.from_config(net, config, category, str(run_dir))
     logger = RunLogger(run_dir) if is_writer else None
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
     record: dict = {}

@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import FashionGluonError, quoted
-from ..runs import BEST_PARAMS, CorruptWeights, intact_last, is_run, read_params, run_config, weights_path
+from ..runs import BEST_PARAMS, LAST, CorruptWeights, intact_last, is_run, read_params, run_config, weights_path
 from ..schema import KeypointSchema
 
 
@@ -16,7 +16,7 @@ def _source_params(source: "str | os.PathLike") -> dict[str, mx.nd.NDArray]:
     """Weights of a run directory (best, else last) or of a .params file, by structural name."""
     source = Path(source)
     if source.is_dir() and not is_run(source):
-        raise FashionGluonError(f"--init-from {source}: not a training run directory (no last.json) "
+        raise FashionGluonError(f"--init-from {source}: not a training run directory (no {LAST}) "
                                 "nor a .params file")
     path = weights_path(source) if source.is_dir() else source
     if not path.exists():

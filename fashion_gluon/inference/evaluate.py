@@ -8,12 +8,10 @@ from typing import Sequence
 import mxnet as mx
 
 from ..build import build_eval_dataset
-from ..cpu import cpu_has_bf16
 from ..data.dataset import FashionAIDataset
 from ..errors import DataError
 from ..metrics import normalized_error
 from ..runs import run_data_root
-from .load import load_model
 from .model import KeypointModel
 from .predictor import Predictor
 
@@ -47,20 +45,4 @@ def evaluate_run(run_dir: "str | os.PathLike", data_root: "str | os.PathLike | N
     return evaluate_model(model, data_root or run_data_root(run_dir), split, list(ctx), batch_size, flip)
 
 
-def precision_report(run_dir: "str | os.PathLike", int8_dir: "str | os.PathLike",
-                     data_root: "str | os.PathLike | None" = None, split: str = "val",
-                     batch_size: int = 8, runtime: "str | None" = None) -> dict:
-    """Validation NE (percent) of a run's fp32 inference, bf16 (where the CPU runs it) and its
-    INT8 export (an ONNX one run by ``runtime``, default OpenVINO where installed), and the NE
-    points INT8 loses against fp32."""
-    data_root = data_root or run_data_root(run_dir)
-    models = {"fp32": load_model(run_dir), "int8": load_model(int8_dir, runtime=runtime or "auto")}
-    runtime = getattr(models["int8"].net, "runtime", "mxnet")  # what auto chose: OnnxNet says, MXNet nets do not
-    if cpu_has_bf16():
-        models["bf16"] = load_model(run_dir, precision="bf16")
-    ne = {name: evaluate_model(model, data_root, split, batch_size=batch_size)["ne"]
-          for name, model in models.items()}
-    return {"split": split, "ne": ne, "int8_ne_loss": ne["int8"] - ne["fp32"], "int8_runtime": runtime}
-
-
-__all__ = ["evaluate_dataset", "evaluate_model", "evaluate_run", "precision_report"]
+__all__ = ["evaluate_dataset", "evaluate_model", "evaluate_run"]

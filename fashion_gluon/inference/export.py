@@ -34,20 +34,16 @@ from mxnet import gluon
 from ..build import build_schema, load_run
 from ..config import save_config
 from ..data.transforms import DEFAULT_MEAN, DEFAULT_STD
-from ..errors import FashionGluonError, quoted, shorten
+from ..errors import ExportError, quoted, shorten
 from ..fileio import atomic_path, read_json_object, write_json
 from ..runs import CONFIG, SCHEMA, kept_schema, read_params
 from ..schema import ALL
 from .formats import FORMATS, META_FORMATS
-from .runtimes import ONNX_RUNTIMES, OnnxRuntimeNet, OpenVINONet, _import_runtime
+from .runtimes import _import_runtime
 
 META = "export.json"
 PREFIX = "model"
 INPUT_NAME = "data"
-
-
-class ExportError(FashionGluonError):
-    """A model cannot be exported, quantized or loaded as asked."""
 
 
 # ----------------------------------------------------------------------------- symbol files
@@ -111,10 +107,8 @@ def load_symbol(prefix: "str | os.PathLike", ctx: mx.Context = mx.cpu()) -> gluo
 
 def _onnx_converters() -> set[str]:
     """The MXNet operators mx.onnx can convert at the installed onnx's opset."""
-    # deferred: onnx is an optional dependency (the export extra)
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    from onnx.defs import onnx_opset_version
-    opset = onnx_opset_version()
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph  # deferred: it needs onnx
+    opset = _import_runtime("onnx", "onnx.defs").onnx_opset_version()  # deferred: the export extra
     return {op for version, table in MXNetGraph.registry_.items() if 12 <= version <= opset for op in table}
 
 
@@ -172,36 +166,7 @@ def export_onnx(net: gluon.HybridBlock, input_size: tuple[int, int], path: "str 
     return path
 
 
-class OnnxNet:
-    """An ONNX file run by ONNX Runtime or OpenVINO (:mod:`.runtimes`), called like a network:
-    NDArray batch in, list of NDArray heatmaps out. ``stride``: input sides must be multiples of
-    it; ``precision`` (OpenVINO): fp32, bf16 (where the CPU has it) or int8 (a QDQ file)."""
-
-    def __init__(self, path: "str | os.PathLike", stride: int, runtime: str = "onnxruntime",
-                 precision: str = "fp32"):
-        if runtime not in ONNX_RUNTIMES:
-            raise ExportError(f"unknown runtime {runtime!r} for an ONNX model; expected one of {', '.join(ONNX_RUNTIMES)}")
-        if runtime == "onnxruntime" and precision == "bf16":
-            raise ExportError("onnxruntime runs ONNX exports in fp32 or, quantized by `quantize --format onnx`, "
-                              "INT8; precision bf16 needs --runtime openvino")
-        self.runner = OnnxRuntimeNet(path, precision) if runtime == "onnxruntime" else OpenVINONet(path, precision)
-        self.stride, self.runtime = int(stride), runtime
-
-    def run(self, data: np.ndarray) -> list[np.ndarray]:
-        """The model's outputs for a float32 batch (N, 3, H, W)."""
-        return self.runner.run(np.ascontiguousarray(data, dtype=np.float32))
-
-    def __call__(self, data: mx.nd.NDArray) -> list[mx.nd.NDArray]:
-        return [mx.nd.array(output, ctx=data.context) for output in self.run(data.asnumpy())]
-
-
-# ----------------------------------------------------------------------------- run directories
-
-
-def cpu_only(ctx: Sequence[mx.Context], what: str) -> None:
-    """Raise ExportError unless every context of ``ctx`` is a CPU."""
-    if any(c.device_type != "cpu" for c in ctx):
-        raise ExportError(f"{what} runs on CPU only, got contexts {list(ctx)}")
+# ----------------------------------------------------------------------------- export directories
 
 
 def deployment_info(config: dict, category: str) -> dict:
@@ -274,6 +239,6 @@ def read_export_meta(path: "str | os.PathLike") -> dict:
     return meta
 
 
-__all__ = ["FORMATS", "META", "META_FORMATS", "PREFIX", "ExportError", "export_symbol", "load_symbol",
-           "onnx_problems", "strip_initializer_inputs", "export_onnx", "OnnxNet", "export_run", "is_export",
-           "read_export_meta", "cpu_only", "forward_once", "finish_export"]
+__all__ = ["FORMATS", "META", "META_FORMATS", "PREFIX", "export_symbol", "load_symbol",
+           "onnx_problems", "strip_initializer_inputs", "export_onnx", "export_run", "is_export",
+           "read_export_meta", "forward_once", "deployment_info", "finish_export"]

@@ -8,21 +8,12 @@ from typing import Sequence
 
 import mxnet as mx
 
-from ..build import build_codec, build_schema
+from ..errors import ExportError
 from ..runs import LAST, run_config
-from .export import (
-    META,
-    PREFIX,
-    ExportError,
-    OnnxNet,
-    cpu_only,
-    is_export,
-    load_symbol,
-    read_export_meta,
-)
+from .export import META, PREFIX, is_export, load_symbol, read_export_meta
 from .model import KeypointModel
-from .quantize import to_bf16
-from .runtimes import RUNTIME_CHOICES, RUNTIMES, available_runtimes
+from .precision import to_bf16
+from .runtimes import RUNTIME_CHOICES, RUNTIMES, OnnxNet, available_runtimes, cpu_only
 
 
 def resolve_runtime(runtime: str, fmt: str) -> str:
@@ -81,8 +72,7 @@ def load_model(path: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),
     else:
         config, fmt = run_config(path), meta["format"]
         net = _load_exported_net(path, meta, ctx, runtime, precision)
-        model = KeypointModel(net, meta["category"], build_codec(config), build_schema(config),
-                              str(path), config)
+        model = KeypointModel.from_config(net, config, meta["category"], str(path))
     if precision == "bf16" and runtime == "mxnet":
         if fmt not in ("run", "symbol"):
             raise ExportError(f"bf16 applies to fp32 MXNet models; {path} is a {fmt} export")

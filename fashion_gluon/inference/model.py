@@ -32,10 +32,17 @@ class KeypointModel:
     config: "dict | None" = None
 
     @classmethod
+    def from_config(cls, net: gluon.Block, config: dict, category: str, name: str = "model") -> "KeypointModel":
+        """``net`` (built from ``config``, then trained, loaded, exported or converted) as the model of
+        ``category`` that ``config`` describes: its codec, its schema. Every KeypointModel of a run
+        or an export is made here."""
+        return cls(net, category, build_codec(config), build_schema(config), name, config)
+
+    @classmethod
     def from_run(cls, run_dir: "str | os.PathLike", ctx: Sequence[mx.Context]) -> "KeypointModel":
         """The best weights of a training run directory."""
         net, config, state = load_run(run_dir, ctx)
-        return cls(net, state["category"], build_codec(config), build_schema(config), str(run_dir), config)
+        return cls.from_config(net, config, state["category"], str(run_dir))
 
     def heatmaps(self, data: mx.nd.NDArray, flip: bool = False) -> np.ndarray:
         """Final heatmaps (N, K, h, w) float32 of a normalized batch; with ``flip`` averaged with

@@ -154,7 +154,7 @@ class Predictor:
     multi-scale and two-pass cascade test-time augmentation (see the module docstring).
 
     ``checkpoints``: run directories, exported models (symbol, ONNX, INT8; see
-    :mod:`fashion_gluon.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
+    :mod:`fashion_gluon.inference.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
     runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
     ``decode`` (one of :data:`~fashion_gluon.codec.DECODERS`) overrides the decoding rule of every checkpoint.
     """

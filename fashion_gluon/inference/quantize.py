@@ -1,11 +1,9 @@
-"""INT8 quantization and bf16 conversion of MXNet models for the CPU (oneDNN).
+"""INT8 quantization of MXNet models for the CPU (oneDNN), and ``quantize`` of a run (MXNet INT8
+or QDQ ONNX, :mod:`.qdq`). bf16 casting is :mod:`.precision`'s job.
 
-Facts this module relies on (mxnet 1.9.1):
-
-* ``quantize_net`` wants calibration batches ``(data, label)``: a bare data batch is indexed
-  as if it were a tuple (its first image is taken as the whole batch).
-* bf16 AMP keeps ``UpSampling`` in fp32, and ``Concat`` has no mixed-type rule, so
-  ``Concat`` is run in fp32 too (CPN's RefineNet concatenates upsampled and plain maps).
+Fact this module relies on (mxnet 1.9.1): ``quantize_net`` wants calibration batches
+``(data, label)``: a bare data batch is indexed as if it were a tuple (its first image is taken
+as the whole batch).
 """
 from __future__ import annotations
 
@@ -18,13 +16,14 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
-from mxnet.contrib import amp, quantization
+from mxnet.contrib import quantization
 
 from ..build import build_eval_dataset, load_run
-from ..cpu import NO_BF16, cpu_has_bf16
+from ..errors import ExportError
 from ..runs import run_data_root
-from .export import PREFIX, ExportError, export_onnx, export_symbol, finish_export, forward_once
+from .export import PREFIX, export_onnx, export_symbol, finish_export
 from .formats import QUANTIZE_FORMATS
+from .precision import keep_stride
 from .qdq import quantize_onnx
 
 
@@ -66,26 +65,7 @@ def quantize(net: gluon.HybridBlock, calib_data: gluon.data.DataLoader,
     qnet = quantization.quantize_net_v2(net, quantized_dtype="auto", calib_mode=calib_mode,
                                         calib_data=calib_data, exclude_layers=keep, ctx=mx.cpu())
     qnet.hybridize(static_alloc=True, static_shape=True)
-    return _keep_stride(qnet, net)
-
-
-def to_bf16(net: gluon.HybridBlock, input_size: tuple[int, int]) -> gluon.SymbolBlock:
-    """``net`` converted by ``mx.contrib.amp`` to run in bfloat16 on CPU where oneDNN can
-    (``Concat`` kept in fp32, see the module docstring); its inputs and outputs stay float32."""
-    if not cpu_has_bf16():
-        raise ExportError(f"bf16 inference: {NO_BF16}")
-    forward_once(net, input_size)
-    fp32_ops = amp.list_fp32_ops(amp.amp.bfloat16) + ["Concat", "concat"]
-    converted = amp.convert_hybrid_block(net, target_dtype="bfloat16", fp32_ops=fp32_ops, ctx=mx.cpu())
-    converted.hybridize(static_alloc=True, static_shape=True)
-    return _keep_stride(converted, net)
-
-
-def _keep_stride(converted: gluon.SymbolBlock, original) -> gluon.SymbolBlock:
-    """``converted`` with the input ``stride`` of the network it was made from, if any."""
-    if hasattr(original, "stride"):
-        converted.stride = original.stride
-    return converted
+    return keep_stride(qnet, net)
 
 
 def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", calib_images: int,
@@ -124,4 +104,4 @@ def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", cal
                          calib_seconds=seconds, **details)
 
 
-__all__ = ["QUANTIZE_FORMATS", "calibration_loader", "fp32_sum_convs", "quantize", "to_bf16", "quantize_run"]
+__all__ = ["QUANTIZE_FORMATS", "calibration_loader", "fp32_sum_convs", "quantize", "quantize_run"]

@@ -1,5 +1,6 @@
 """Run an exported ONNX model (:func:`fashion_gluon.inference.export.export_onnx`), fp32 or its
-INT8 QDQ form (:mod:`.qdq`), with onnxruntime or OpenVINO.
+INT8 QDQ form (:mod:`.qdq`), with onnxruntime or OpenVINO; :class:`OnnxNet` calls either like an
+MXNet network (what prediction runs).
 
 Every runner has one interface: ``run(batch)`` takes a float32 numpy batch (N, 3, H, W) and
 returns the list of the model's outputs as numpy arrays (for a CPN the GlobalNet maps, then
@@ -30,10 +31,14 @@ import importlib
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import FashionGluonError, shorten
+from ..errors import ExportError, FashionGluonError, shorten
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 #: The inference runtimes and the precisions each runs: MXNet a run or an MXNet export in fp32 or
 #: converted to bf16 (an INT8 export runs as it was quantized); ONNX Runtime an ONNX export in
@@ -238,6 +243,38 @@ class OpenVINONet:
         return parts[0] if len(parts) == 1 else [np.concatenate(outputs) for outputs in zip(*parts)]
 
 
+# ----------------------------------------------------------------------------- as a network
+
+class OnnxNet:
+    """An ONNX file run by ONNX Runtime or OpenVINO, called like a network:
+    NDArray batch in, list of NDArray heatmaps out. ``stride``: input sides must be multiples of
+    it; ``precision`` (OpenVINO): fp32, bf16 (where the CPU has it) or int8 (a QDQ file)."""
+
+    def __init__(self, path: "str | os.PathLike", stride: int, runtime: str = "onnxruntime",
+                 precision: str = "fp32"):
+        if runtime not in ONNX_RUNTIMES:
+            raise ExportError(f"unknown runtime {runtime!r} for an ONNX model; expected one of {', '.join(ONNX_RUNTIMES)}")
+        if runtime == "onnxruntime" and precision == "bf16":
+            raise ExportError("onnxruntime runs ONNX exports in fp32 or, quantized by `quantize --format onnx`, "
+                              "INT8; precision bf16 needs --runtime openvino")
+        self.runner = OnnxRuntimeNet(path, precision) if runtime == "onnxruntime" else OpenVINONet(path, precision)
+        self.stride, self.runtime = int(stride), runtime
+
+    def run(self, data: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for a float32 batch (N, 3, H, W)."""
+        return self.runner.run(np.ascontiguousarray(data, dtype=np.float32))
+
+    def __call__(self, data: "mx.nd.NDArray") -> "list[mx.nd.NDArray]":
+        import mxnet as mx  # deferred: this module imports without MXNet (the CLI's --runtime choices)
+        return [mx.nd.array(output, ctx=data.context) for output in self.run(data.asnumpy())]
+
+
+def cpu_only(ctx: "Sequence[mx.Context]", what: str) -> None:
+    """Raise ExportError unless every context of ``ctx`` is a CPU (ONNX, INT8 and bf16 models)."""
+    if any(c.device_type != "cpu" for c in ctx):
+        raise ExportError(f"{what} runs on CPU only, got contexts {list(ctx)}")
+
+
 # ----------------------------------------------------------------------------- model files
 
 
@@ -260,4 +297,5 @@ def is_quantized(model) -> bool:
 
 
 __all__ = ["RUNTIMES", "ONNX_RUNTIMES", "RUNTIME_CHOICES", "PRECISIONS", "EXTRAS", "HINTS", "RuntimeMissingError",
-           "ModelFileError", "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "load_onnx", "is_quantized"]
+           "ModelFileError", "available_runtimes", "OnnxRuntimeNet", "OpenVINONet", "OnnxNet", "cpu_only", "load_onnx",
+           "is_quantized"]

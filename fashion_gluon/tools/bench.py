@@ -47,15 +47,17 @@ from pathlib import Path
 
 import cv2
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import gluon
 
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..data.dataset import FashionAIDataset
 from ..data.recordio import RecordDataset, pack
 from ..data.synthetic import generate_dataset
 from ..data.transforms import train_transform
+from ..engine.step import train_step
 from ..families import CPN_FAMILY, family_of
-from ..inference.quantize import quantize, to_bf16
+from ..inference.precision import to_bf16
+from ..inference.quantize import quantize
 from ..losses import MaskedMSELoss
 from ..models import get_model
 from ..schema import load_schema
@@ -80,10 +82,7 @@ def train_seconds(net: gluon.HybridBlock, loss: gluon.HybridBlock, x: mx.nd.NDAr
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-6, "momentum": 0.9})
 
     def step():
-        with autograd.record():
-            value = loss(net(x), target, weight)
-        value.backward()
-        trainer.step(x.shape[0])
+        train_step(net, loss, trainer, (x, target, weight), [x.context])
         mx.nd.waitall()
 
     return best_seconds(step, warmup, iters)

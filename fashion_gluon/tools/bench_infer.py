@@ -21,14 +21,15 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..build import build_codec, build_eval_dataset, build_schema, load_run
+from ..build import build_eval_dataset, load_run
 from ..cpu import NO_BF16, cpu_has_bf16
 from ..inference.evaluate import evaluate_model
-from ..inference.export import OnnxNet, export_onnx
+from ..inference.export import export_onnx
 from ..inference.model import KeypointModel
+from ..inference.precision import to_bf16
 from ..inference.qdq import quantize_onnx
-from ..inference.quantize import calibration_loader, quantize, to_bf16
-from ..inference.runtimes import available_runtimes
+from ..inference.quantize import calibration_loader, quantize
+from ..inference.runtimes import OnnxNet, available_runtimes
 from ..models import get_model
 from ..runs import run_data_root
 from ..schema import load_schema
@@ -133,8 +134,7 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
         ne = {}
         if checkpoint is not None and split:
             for key, path_net in paths.items():
-                keypoints = KeypointModel(path_net, state["category"], build_codec(config), build_schema(config),
-                                          "/".join(key), config)
+                keypoints = KeypointModel.from_config(path_net, config, state["category"], "/".join(key))
                 ne[key] = evaluate_model(keypoints, root, split, batch_size=batch)["ne"]
     rows = []
     for key in PATHS:

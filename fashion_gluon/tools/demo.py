@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import gluon
 
 from ..build import build_codec, build_loss, build_model, build_schema
 from ..config import load_config
@@ -15,6 +15,7 @@ from ..data.dataset import FashionAIDataset
 from ..data.images import read_image
 from ..data.submission import validate_submission, write_submission
 from ..data.synthetic import generate_dataset
+from ..engine.step import train_step
 from ..engine.swa import run_swa
 from ..engine.train import fit
 from ..engine.trainer import enable_mixed_precision, resolve_precision
@@ -22,6 +23,7 @@ from ..errors import DataError
 from ..fileio import write_json
 from ..inference.predictor import Predictor
 from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
+from ..runs import CURVES, SWA_DIR
 from ..visualize import draw_comparison, gallery, plot_per_keypoint
 
 #: The from-scratch recipe is configs/cpu_fast.yaml (see docs/recipes.md); the demo adds only
@@ -57,11 +59,7 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     for step in range(warmup + steps):
         if step == warmup:
             tic = time.time()
-        with autograd.record():
-            loss = loss_fn(net(data), targets, weights)
-        loss.backward()
-        trainer.step(batch)
-        loss.asscalar()
+        train_step(net, loss_fn, trainer, (data, targets, weights), ctx)
     return steps * batch / (time.time() - tic)
 
 
@@ -107,8 +105,8 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     epochs = trained["epoch"]
 
     print("[3/6] stochastic weight averaging")
-    swa = run_swa(run_dir, data_root, run_dir / "swa", ctx=ctx, progress=progress)
-    final_dir = run_dir / "swa" if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
+    swa = run_swa(run_dir, data_root, run_dir / SWA_DIR, ctx=ctx, progress=progress)
+    final_dir = run_dir / SWA_DIR if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
 
     print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))})")
     predictor = Predictor([final_dir], flip=True, scales=TEST_SCALES, ctx=ctx, progress=progress)
@@ -140,5 +138,5 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
           f"with flip + scales: val NE {val_result['ne']:.2f} %, test NE {test_result['ne']:.2f} %; "
           f"{summary['seconds']:.0f} s in all")
     print(f"submission: {submission} (valid); pictures: {out}/overlays.png, {out}/per_keypoint.png, "
-          f"{run_dir}/curves.png")
+          f"{run_dir / CURVES}")
     return summary
