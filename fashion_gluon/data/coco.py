@@ -5,14 +5,16 @@ One annotated object per image (a product photo of one garment); ``file_name`` b
 ``image_id`` (relative to the split folder). COCO's visibility 0 / 1 / 2 (not labelled /
 labelled, not visible / visible) becomes v = −1 / 0 / 1. Each COCO category's keypoints are
 mapped into the schema by name, so the file may list them in any order; without a schema
-file the schema is made from the file's categories (no flip or normalizing pairs: errors are
-then normalized by the box diagonal). Every problem is a DataError naming the file, the
+file the schema is made from the file's categories (flip pairs from left/right names, printed
+in one line, flips off where none pair; no normalizing pairs: errors are then normalized by the
+box diagonal). Every problem is a DataError naming the file, the
 entry (``annotations[7]``) and the field.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
-from ..schema import KeypointSchema, load_schema
+from ..schema import KeypointSchema, flip_note, left_right_pairs, load_schema
 from .annotations import Annotations
 
 VISIBILITY = {0: -1, 1: 0, 2: 1}  # COCO v -> ours
@@ -42,8 +44,9 @@ def _load(path: Path) -> dict:
 
 
 def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
-    """A schema made of the file's categories: keypoint names in first-seen order, no flip pairs,
-    no normalizing pairs, skeletons (1-based COCO indices) translated."""
+    """A schema made of the file's categories: keypoint names in first-seen order, flip pairs of
+    left/right names (:func:`~fashion_gluon.schema.left_right_pairs`; none: not flippable), said
+    in one line on stderr, no normalizing pairs, skeletons (1-based COCO indices) translated."""
     names: list[str] = []
     categories: dict[str, Any] = {}
     skeleton: list[list[str]] = []
@@ -54,8 +57,11 @@ def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
         categories[cat["name"]] = {"keypoints": list(cat["keypoints"])}
         for a, b in cat.get("skeleton", []):
             skeleton.append([cat["keypoints"][a - 1], cat["keypoints"][b - 1]])
+    flips = left_right_pairs(names, [c["keypoints"] for c in categories.values()])
+    print(flip_note(str(path), flips), file=sys.stderr)
     return KeypointSchema.from_dict({"name": path.stem, "keypoints": names, "categories": categories,
-                                     "skeleton": skeleton}, str(path))
+                                     "skeleton": skeleton, "flip_pairs": [list(p) for p in flips],
+                                     "flippable": bool(flips)}, str(path))
 
 
 def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:

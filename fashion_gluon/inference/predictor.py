@@ -161,6 +161,7 @@ class Predictor:
     :mod:`fashion_gluon.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
     runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
     ``decode`` (``dark`` | ``quarter``) overrides the decoding rule of every checkpoint.
+    ``flip`` is off for a schema that is not flippable (see :mod:`fashion_gluon.schema`).
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
@@ -186,6 +187,7 @@ class Predictor:
         if len(schemas) > 1 or any(m.schema != self.models[0].schema for m in self.models):
             raise FashionGluonError(f"the checkpoints were trained with different keypoint schemas "
                                     f"({', '.join(sorted(schemas))}); predict with one schema at a time")
+        self.flip = self.flip and self.schema.flippable  # a schema without sides is never mirrored
 
     @property
     def schema(self) -> KeypointSchema:
