@@ -28,7 +28,8 @@ from .annotations import Annotations
 VISIBILITY = {0: -1, 1: 0, 2: 1}  # COCO v -> ours
 
 
-def _load(path: Path) -> dict:
+def load_coco(path: Path) -> dict:
+    """The document of a COCO keypoint file; a DataError naming it when it is missing or not one."""
     try:
         with open(path) as handle:
             doc = json.load(handle)
@@ -64,17 +65,22 @@ def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
                                      "flippable": bool(flips)}, str(path))
 
 
-def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
-    """The annotated images of a COCO keypoint file as :class:`Annotations` under ``schema``
-    (None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file)."""
-    path = Path(path)
-    doc = _load(path)
+def coco_schema(doc: dict, path: Path, schema: "KeypointSchema | str | None" = None) -> KeypointSchema:
+    """``schema`` loaded; None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file."""
     if schema is None:
         default = load_schema()
         known = all(set(c.get("keypoints", [])) <= set(default.keypoints) and c.get("name") in default.categories
                     for c in doc["categories"] if isinstance(c, dict))
         schema = default if known else schema_from_coco(doc, path)
-    schema = load_schema(schema)
+    return load_schema(schema)
+
+
+def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """The annotated images of a COCO keypoint file as :class:`Annotations` under ``schema``
+    (None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file)."""
+    path = Path(path)
+    doc = load_coco(path)
+    schema = coco_schema(doc, path, schema)
     index = {name: k for k, name in enumerate(schema.keypoints)}
     columns: dict[Any, tuple[str, list[int]]] = {}
     for n, cat in enumerate(doc["categories"]):
@@ -142,4 +148,4 @@ def write_coco(path: "str | os.PathLike", annotations: Annotations, image_sizes:
         json.dump({"images": images, "annotations": anns, "categories": categories}, handle)
 
 
-__all__ = ["read_coco", "write_coco", "schema_from_coco", "VISIBILITY"]
+__all__ = ["read_coco", "write_coco", "schema_from_coco", "coco_schema", "load_coco", "VISIBILITY"]
