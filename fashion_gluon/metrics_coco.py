@@ -8,8 +8,8 @@ is the mean of its keypoints' scores (every predicted keypoint is visible, as in
 ``pycocotools``' ``COCOeval(iouType="keypoints")`` computes them, each category with its
 keypoints' sigmas from the schema (:meth:`~fashion_gluon.schema.KeypointSchema.oks_sigmas`,
 :data:`~fashion_gluon.schema.DEFAULT_OKS_SIGMA` where it gives none). Truth annotations without
-``area`` get their box's area, else that of their labelled points' box (``num_keypoints`` and
-``id`` are filled likewise). Beside AP, NE and PCK (:func:`~fashion_gluon.metrics.normalized_error`)
+``bbox`` get their labelled points' box, without ``area`` their box's area (``num_keypoints``,
+``iscrowd`` and ``id`` are filled likewise). Beside AP, NE and PCK (:func:`~fashion_gluon.metrics.normalized_error`)
 of each truth annotation against the prediction of its image and category with the highest OKS;
 truth annotations without one are left out and counted in ``unmatched``.
 """
@@ -51,9 +51,9 @@ def coco_results(rows: Annotations, keypoints: np.ndarray, doc: "dict | None" = 
     for n, (image_id, category) in enumerate(zip(rows.image_ids, rows.categories)):
         category_id, members = categories[category]
         points = np.asarray(keypoints[n, members], dtype=np.float64)
+        points = np.column_stack([np.round(points[:, :2], 3), np.round(points[:, 2], 6)])  # 1/1000 px
         out.append({"image_id": images[image_id] if doc is not None else n + 1, "category_id": category_id,
-                    "keypoints": [round(float(v), 3) for v in points.reshape(-1)],
-                    "score": round(float(points[:, 2].mean()), 6)})
+                    "keypoints": points.reshape(-1).tolist(), "score": round(float(points[:, 2].mean()), 6)})
     return out
 
 
@@ -64,7 +64,8 @@ def write_results(path: "str | os.PathLike", results: list[dict]) -> None:
 
 
 def _complete_truth(doc: dict) -> dict:
-    """``doc`` with every annotation's ``id``, ``num_keypoints``, ``iscrowd`` and ``area`` (box, else points' box)."""
+    """``doc`` with every annotation's ``id``, ``num_keypoints``, ``iscrowd``, ``bbox`` (else the labelled
+    points' box) and ``area`` (else the box's)."""
     annotations = []
     for n, ann in enumerate(doc["annotations"]):
         ann = dict(ann)
@@ -73,10 +74,10 @@ def _complete_truth(doc: dict) -> dict:
         ann.setdefault("id", n + 1)
         ann.setdefault("iscrowd", 0)
         ann.setdefault("num_keypoints", len(labelled))
-        if "area" not in ann:
-            box = ann.get("bbox")
-            ann["area"] = (float(box[2] * box[3]) if box else
-                           float(np.prod(labelled.max(axis=0) - labelled.min(axis=0))) if len(labelled) else 0.0)
+        if not ann.get("bbox"):
+            low = labelled.min(axis=0) if len(labelled) else np.zeros(2)
+            ann["bbox"] = [*low.tolist(), *((labelled.max(axis=0) - low).tolist() if len(labelled) else [0.0, 0.0])]
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
         annotations.append(ann)
     return {**doc, "annotations": annotations}
 

@@ -93,3 +93,56 @@ def test_bad_results_are_one_line_naming_the_entry(tmp_path):
     bad[1]["keypoints"] = bad[1]["keypoints"][:6]
     with pytest.raises(DataError, match=r"\[1\].*needs 'keypoints' of 9 numbers"):
         evaluate_coco(truth, write(tmp_path / "results.json", bad))
+
+
+def test_predict_format_coco_writes_scored_results_that_evaluate_scores(tmp_path, capsys):
+    import yaml
+    from _tiny import TINY
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from test_custom_schema import TOY
+
+    from fashion_gluon.schema import load_schema
+
+    schema_file, root, run, out = tmp_path / "toy.yaml", tmp_path / "data", tmp_path / "run", tmp_path / "res.json"
+    schema_file.write_text(yaml.safe_dump(TOY, sort_keys=False))
+    assert main(["synth", str(root), "--schema", str(schema_file), "--format", "coco", "--per-category", "14",
+                 "--quiet"]) == 0
+    assert main(["train", "--data-root", str(root), "--category", "all", "--out", str(run), *TINY,
+                 f"data.schema={schema_file}"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run), "--split", "test", "--format", "coco", "--out", str(out),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    truth_file = root / "test" / "annotations.json"
+    truth = json.loads(truth_file.read_text())
+    results = json.loads(out.read_text())
+    sizes = {c["id"]: len(c["keypoints"]) for c in truth["categories"]}
+    assert len(results) == len(truth["annotations"]) == summary["images"] == 6
+    for res, ann in zip(results, truth["annotations"]):
+        assert (res["image_id"], res["category_id"]) == (ann["image_id"], ann["category_id"])
+        assert len(res["keypoints"]) == 3 * sizes[res["category_id"]]
+        assert res["score"] == round(float(np.mean(res["keypoints"][2::3])), 6)
+    assert 0 < summary["mean_score"] and set(summary["per_keypoint_score"]) == set(TOY["keypoints"])
+    assert main(["evaluate", "--truth", str(truth_file), "--pred", str(out), "--schema", str(schema_file),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ne"] == pytest.approx(summary["ne"], abs=1e-3)  # same points, no rounding to pixels
+    schema = load_schema(schema_file)
+    for ann in truth["annotations"]:  # the boxes and areas evaluate gives a truth without them
+        points = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+        labelled = points[points[:, 2] > 0, :2]
+        low, size = labelled.min(axis=0), labelled.max(axis=0) - labelled.min(axis=0)
+        ann.update(bbox=[*low.tolist(), *size.tolist()], area=float(size[0] * size[1]), iscrowd=0)
+    per_category = []
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools, one category (one keypoint count) at a time
+        gt = COCO(str(write(tmp_path / "completed.json", truth)))
+        for cat in truth["categories"]:
+            evaluator = COCOeval(gt, gt.loadRes(str(out)), "keypoints")
+            evaluator.params.catIds = [cat["id"]]
+            evaluator.params.kpt_oks_sigmas = schema.oks_sigmas([schema.keypoints.index(k) for k in cat["keypoints"]])
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            per_category.append(evaluator.stats[0])
+    assert result["ap"] == pytest.approx(float(np.mean(per_category)), rel=1e-12, abs=1e-12)

@@ -29,3 +29,15 @@ def test_the_predictor_returns_each_points_score_with_its_coordinates():
     assert (scored[:, outside] == -1).all()
     rows, none, skipped = predictor.predict_files([], SKIRT, scores=True)
     assert none.shape == (0, 24, 3) and skipped == []
+
+
+def test_overlays_write_each_points_score_beside_it():
+    from fashion_gluon.schema import load_schema
+    from fashion_gluon.visualize import draw_keypoints
+
+    image = np.zeros((96, 96, 3), np.uint8)
+    points = np.full((24, 2), 30.0)
+    plain = draw_keypoints(image, points, SKIRT, schema=load_schema())
+    scored = draw_keypoints(image, points, SKIRT, schema=load_schema(), scores=np.full(24, 0.87))
+    changed = np.argwhere((plain != scored).any(axis=2))
+    assert len(changed) and changed[:, 1].min() > 30  # the text starts right of the point
