@@ -59,12 +59,12 @@ def build_loss(config: dict) -> gluon.HybridBlock:
 
 
 def build_train_dataset(config: dict, data_root: "str | os.PathLike", category: str) -> FashionAIDataset:
-    """The augmented training split with the codec's targets."""
+    """The augmented training split with the codec's targets (no flips for a schema that is not flippable)."""
     data = config["data"]
     augment = train_transform(tuple(data["input_size"]), rotate_p=data["rotate_p"], max_rotate=data["max_rotate"],
-                              flip_p=data["flip_p"], crop_area=tuple(data["crop_area"]),
-                              crop_aspect=tuple(data["crop_aspect"]), crop_margin=data["crop_margin"],
-                              color=data["color"])
+                              flip_p=data["flip_p"] if build_schema(config).flippable else 0.0,
+                              crop_area=tuple(data["crop_area"]), crop_aspect=tuple(data["crop_aspect"]),
+                              crop_margin=data["crop_margin"], color=data["color"])
     return FashionAIDataset(data_root, category, "train", augment, build_codec(config),
                             val_fraction=data["val_fraction"], split_seed=data["split_seed"],
                             seed=config["train"]["seed"], schema=build_schema(config))

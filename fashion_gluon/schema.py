@@ -12,6 +12,13 @@ FashionAI's schema (24 keypoints, 5 categories) is the shipped default,
       bag:   {keypoints: [...]}            # no normalize: errors are divided by the box diagonal
     flip_pairs: [[collar_left, collar_right], [hem_left, hem_right]]
     skeleton: [[collar_left, hem_left], ...]                             # optional, for pictures
+    sigmas: {collar_left: 0.025, ...}     # optional: per-keypoint OKS sigma for COCO AP
+    flippable: false                      # optional: never mirror images (no flip augmentation or test)
+
+``sigmas`` are COCO's OKS constants (a fraction of the object's scale, √area), used by
+``evaluate``'s AP; a keypoint without one gets :data:`DEFAULT_OKS_SIGMA`. ``flippable: false``
+is written for schemas made from a COCO file whose keypoint names do not pair by left/right
+(:func:`left_right_pairs`): mirroring would swap nothing where sides matter.
 
 Conventions used everywhere in the package:
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,6 +51,13 @@ ALL = "all"  # the joint model over every keypoint of the schema
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 DEFAULT_SCHEMA = "fashionai"
 ID_COLUMNS: tuple[str, ...] = ("image_id", "image_category")
+#: OKS sigma of a keypoint whose schema gives none: COCO's value for the eyes (0.025), its most
+#: sharply located points; garment landmarks (seam ends, collar tips, hem corners) are as sharp,
+#: and a strict constant keeps AP from flattering a model (mmpose's custom sets use it alike).
+DEFAULT_OKS_SIGMA = 0.025
+#: Side words that :func:`left_right_pairs` swaps (lower case), each way.
+SIDE_WORDS: dict[str, str] = {"left": "right", "right": "left", "l": "r", "r": "l"}
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^A-Za-z\d]+")
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,8 @@ class KeypointSchema:
     flip_pairs: tuple[tuple[int, int], ...] = ()
     norm_pairs: dict[str, "tuple[int, int] | None"] = field(default_factory=dict)
     skeleton: tuple[tuple[int, int], ...] = ()
+    sigmas: dict[int, float] = field(default_factory=dict)
+    flippable: bool = True
 
     # ------------------------------------------------------------------ loading
 
@@ -115,8 +132,15 @@ class KeypointSchema:
                 if (a in members) != (b in members):
                     raise fail(f"flip pair [{names[a]}, {names[b]}] leaves category {category!r}: both or "
                                "neither must belong to it")
+        sigmas = doc.get("sigmas") or {}
+        if not isinstance(sigmas, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                                   for v in sigmas.values()):
+            raise fail("'sigmas' must map keypoint names to positive numbers (OKS sigmas)")
+        if not isinstance(doc.get("flippable", True), bool):
+            raise fail("'flippable' must be true or false")
         return cls(str(doc.get("name", "schema")), tuple(names), categories, flips, norm_pairs,
-                   pairs(doc.get("skeleton", []), "skeleton"))
+                   pairs(doc.get("skeleton", []), "skeleton"),
+                   {lookup(n, "sigmas"): float(v) for n, v in sigmas.items()}, doc.get("flippable", True))
 
     def to_dict(self) -> dict:
         """The file form of this schema (names, not indices)."""
@@ -129,7 +153,9 @@ class KeypointSchema:
             categories[category] = spec
         return {"name": self.name, "keypoints": list(names), "categories": categories,
                 "flip_pairs": [[names[a], names[b]] for a, b in self.flip_pairs],
-                "skeleton": [[names[a], names[b]] for a, b in self.skeleton]}
+                "skeleton": [[names[a], names[b]] for a, b in self.skeleton],
+                **({"sigmas": {names[k]: v for k, v in sorted(self.sigmas.items())}} if self.sigmas else {}),
+                **({} if self.flippable else {"flippable": False})}
 
     def save(self, path: "str | os.PathLike") -> None:
         """Write the schema file (YAML), atomically."""
@@ -177,6 +203,10 @@ class KeypointSchema:
         local = {g: i for i, g in enumerate(indices)}
         return np.array([local[partner[g]] for g in indices], dtype=np.int64)
 
+    def oks_sigmas(self, indices: Sequence[int]) -> np.ndarray:
+        """OKS sigmas of the keypoints ``indices`` (global), :data:`DEFAULT_OKS_SIGMA` where the schema gives none."""
+        return np.array([self.sigmas.get(k, DEFAULT_OKS_SIGMA) for k in indices], dtype=np.float64)
+
     def category_mask(self, categories: "Sequence[str] | np.ndarray") -> np.ndarray:
         """Boolean (N, K) mask of the keypoints that belong to each row's category."""
         mask = np.zeros((len(categories), self.num_keypoints), dtype=bool)
@@ -190,6 +220,45 @@ class KeypointSchema:
         out = np.full(local.shape[:-2] + (self.num_keypoints, local.shape[-1]), fill, dtype=local.dtype)
         out[..., indices, :] = local
         return out
+
+
+def _other_side(name: str) -> list[str]:
+    """The names ``name`` becomes with one of its side words swapped (case kept), one per side word."""
+    words = _WORD.findall(name)
+    out = []
+    for n, word in enumerate(words):
+        other = SIDE_WORDS.get(word.lower())
+        if other is not None:
+            other = other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
+            out.append("".join(words[:n] + [other] + words[n + 1:]))
+    return out
+
+
+def left_right_pairs(names: Sequence[str], categories: "Sequence[Sequence[str]]" = ()) -> tuple[tuple[str, str], ...]:
+    """Flip pairs of keypoint ``names`` that differ in one side word: ``left``/``right`` or
+    ``l``/``r`` as a word of its own, anywhere and in any case (``left_x``/``right_x``,
+    ``l_x``/``r_x``, ``x_left``/``x_right``, ``LeftEye``/``RightEye``; not ``lip``). Each name
+    pairs once, with the first partner found, in the order of ``names``; a pair that
+    would leave one of ``categories`` (each a list of names: both or neither) is dropped."""
+    present, taken, pairs = set(names), set(), []
+    for name in names:
+        if name in taken:
+            continue
+        for other in _other_side(name):
+            if other in present and other not in taken and other != name and all(
+                    (name in members) == (other in members) for members in categories):
+                pairs.append((name, other))
+                taken.update((name, other))
+                break
+    return tuple(pairs)
+
+
+def flip_note(source: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """The one line that says which flip pairs a schema made from ``source`` got, or that flips are off."""
+    if pairs:
+        return f"{source}: flip pairs by left/right names: {', '.join(f'{a}/{b}' for a, b in pairs)}"
+    return (f"{source}: no keypoint names pair by left/right (left_x/right_x, l_x/r_x, x_left/x_right): flip "
+            "augmentation and flip test are off (a schema file with flip_pairs turns them on)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,4 +290,5 @@ def load_schema(name: "str | os.PathLike | KeypointSchema | None" = None) -> Key
     return _load_file(str(path.resolve()))
 
 
-__all__ = ["ALL", "ID_COLUMNS", "DEFAULT_SCHEMA", "KeypointSchema", "load_schema", "schema_path"]
+__all__ = ["ALL", "ID_COLUMNS", "DEFAULT_SCHEMA", "DEFAULT_OKS_SIGMA", "KeypointSchema", "load_schema", "schema_path",
+           "left_right_pairs", "flip_note"]

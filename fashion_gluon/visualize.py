@@ -86,11 +86,13 @@ def _line(image: np.ndarray, a: np.ndarray, b: np.ndarray, color: Color, thickne
 
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, category: str,
                    color: Color = (255, 200, 0), radius: "int | None" = None,
-                   skeleton: bool = True, schema: "KeypointSchema | None" = None) -> np.ndarray:
+                   skeleton: bool = True, schema: "KeypointSchema | None" = None,
+                   scores: "np.ndarray | None" = None) -> np.ndarray:
     """A copy of ``image`` with ``category``'s keypoints drawn: visible points filled,
     occluded (v == 0) hollow, absent (v == -1) not at all; optional skeleton lines
     between drawn points (the schema's skeleton). ``keypoints`` is (K, 3) or (K, 2) (all visible)
-    under ``schema`` (default FashionAI's)."""
+    under ``schema`` (default FashionAI's); ``scores`` (K,), when given, are written beside the
+    drawn points with two decimals."""
     schema = load_schema(schema)
     out = _check_image(image)
     points = _as_points(keypoints, schema)
@@ -102,7 +104,16 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, category: str,
                 _line(out, points[a], points[b], color, max(1, radius // 2))
     for k in np.flatnonzero(drawn):
         _circle(out, points[k], radius, color, filled=points[k, 2] > 0)
+        if scores is not None:
+            _label(out, f"{float(scores[k]):.2f}", points[k] + radius + 1, radius, color)
     return out
+
+
+def _label(image: np.ndarray, text: str, corner: np.ndarray, radius: int, color: Color) -> None:
+    """``text`` outlined in dark, its baseline's left end at ``corner`` (x, y), sized to the markers."""
+    origin, scale = (int(round(corner[0])), int(round(corner[1]))), max(0.3, radius / 8)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, OUTLINE, 3, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
 def error_color(ratio: float, max_ratio: float = 0.2) -> Color:

@@ -433,6 +433,13 @@ def test_predict_any_images_reports_a_bad_file_and_predicts_the_others(tiny_run,
     assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos / "shot*.jpg"), "--category",
                  "skirt", "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 3
+    results = tmp_path / "results.json"
+    assert main(["predict", "--checkpoint", str(tiny_run), "--images", str(photos / "shot*.jpg"), "--category",
+                 "skirt", "--out", str(results), "--format", "coco"]) == 0
+    entries = json.loads(results.read_text())
+    assert [(e["image_id"], e["category_id"], len(e["keypoints"])) for e in entries] == [(n, 4, 12) for n in (1, 2, 3)]
+    x = np.array([e["keypoints"][0::3] for e in entries])  # the CSV's x, before rounding to integer pixels
+    np.testing.assert_array_equal(np.round(x), rows.keypoints[:, list(CATEGORY_KEYPOINTS[SKIRT]), 0])
 
 
 def test_decode_option_switches_the_rule_without_touching_the_given_model():

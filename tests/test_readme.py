@@ -24,7 +24,6 @@ README = REPO / "README.md"
 NEEDED = {
     ("train", "--train"),
     ("predict", "--test"),
-    ("predict", "--format"),
 }
 
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 
 def cmd_predict(args) -> None:
+    from ..data.coco import load_coco
     from ..data.dataset import layout_paths
     from ..data.submission import save_submission
     from ..inference.predictor import Predictor
     from ..metrics import format_table, normalized_error
+    from ..metrics_coco import coco_results, write_results
 
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
@@ -31,42 +33,63 @@ def cmd_predict(args) -> None:
         return _predict_images(args, predictor)
     data_root = data_root_of(args.data_root, args.checkpoint[0])
     tic = time.perf_counter()
-    rows, keypoints = predictor.predict_split(data_root, args.split)
+    rows, keypoints = predictor.predict_split(data_root, args.split, scores=True)
     seconds = time.perf_counter() - tic
-    test_csv, folder = layout_paths(data_root, args.split)
-    test_list = test_csv if args.split == "test" and test_csv.suffix == ".csv" else None  # else: rows themselves
-    save_submission(args.out, rows, keypoints, test_list, folder)
-    report = {"out": str(args.out), "images": len(rows), "seconds": seconds, "seconds_per_image": seconds / len(rows)}
+    source, folder = layout_paths(data_root, args.split)
+    if args.format == "coco":  # ids and keypoint order of the COCO file the rows came from, if they did
+        write_results(args.out, coco_results(rows, keypoints, load_coco(source) if source.suffix == ".json" else None))
+    else:
+        test_list = source if args.split == "test" and source.suffix == ".csv" else None  # else: rows themselves
+        save_submission(args.out, rows, keypoints[..., :2], test_list, folder)
+    report = {"out": str(args.out), "images": len(rows), "seconds": seconds, "seconds_per_image": seconds / len(rows),
+              **score_summary(rows, keypoints)}
     if rows.keypoints is not None:
-        result = normalized_error(keypoints, rows.keypoints, rows.categories, rows.schema)
+        result = normalized_error(keypoints[..., :2], rows.keypoints, rows.categories, rows.schema)
         report["ne"] = result["ne"]
         if not args.json:
             print(format_table(result))
     print(json.dumps(report))
 
 
+def score_summary(rows, keypoints) -> dict:
+    """``mean_score`` over every predicted keypoint of its row's category and ``per_keypoint_score``
+    (the mean per keypoint name) of ``keypoints`` (N, K, 3) = (x, y, score)."""
+    mask = rows.schema.category_mask(rows.categories)
+    scores = keypoints[..., 2]
+    return {"mean_score": float(scores[mask].mean()) if mask.any() else None,
+            "per_keypoint_score": {name: float(scores[mask[:, k], k].mean())
+                                   for k, name in enumerate(rows.schema.keypoints) if mask[:, k].any()}}
+
+
 def _predict_images(args, predictor: Predictor) -> None:
     """``predict --images``: any image files, folders or globs; unreadable files are reported
-    (one line each, on stderr) and the others predicted into ``--out`` (and ``--overlay`` pictures)."""
+    (one line each, on stderr) and the others predicted into ``--out`` (and ``--overlay`` pictures,
+    each point's score written beside it)."""
     from ..data.images import expand_image_paths, read_image
     from ..data.submission import write_submission
+    from ..metrics_coco import coco_results, write_results
     from ..visualize import draw_keypoints, save_image
 
     paths = expand_image_paths(args.images)
     tic = time.perf_counter()
-    rows, keypoints, skipped = predictor.predict_files(paths, args.category)
+    rows, keypoints, skipped = predictor.predict_files(paths, args.category, scores=True)
     seconds = time.perf_counter() - tic
     for line in skipped:
         print(f"fashion-gluon predict: skipped {line}", file=sys.stderr)
     if not len(rows):
         raise FashionGluonError(f"none of the {len(paths)} image(s) could be read (listed above)")
-    write_submission(args.out, rows.image_ids, rows.categories, keypoints, rows.schema)
+    if args.format == "coco":  # image ids 1..N in the order the images were listed
+        write_results(args.out, coco_results(rows, keypoints))
+    else:
+        write_submission(args.out, rows.image_ids, rows.categories, keypoints[..., :2], rows.schema)
     if args.overlay:
         for image_id, category, points in zip(rows.image_ids, rows.categories, keypoints):
-            picture = draw_keypoints(read_image(image_id), points, category, schema=rows.schema)
+            picture = draw_keypoints(read_image(image_id), points[:, :2], category, schema=rows.schema,
+                                     scores=points[:, 2])
             save_image(Path(args.overlay) / f"{Path(image_id).stem}.png", picture)
     print(json.dumps({"out": str(args.out), "images": len(rows), "skipped": len(skipped), "seconds": seconds,
-                      "seconds_per_image": seconds / len(rows), "overlay": args.overlay}))
+                      "seconds_per_image": seconds / len(rows), "overlay": args.overlay,
+                      **score_summary(rows, keypoints)}))
 
 
 def cmd_ensemble(args) -> None:
@@ -104,7 +127,12 @@ def register(sub) -> None:
                    help="a run directory; repeat for per-category models or an ensemble")
     p.add_argument("--data-root", help="FashionAI layout root (default: the first run's)")
     p.add_argument("--split", default="test", choices=("test", "val"))
-    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--out", required=True, help="submission CSV (or, with --format coco, COCO results JSON) to write")
+    p.add_argument("--format", choices=("csv", "coco"), default="csv",
+                   help="csv: the FashionAI submission (x_y_1 cells); coco: COCO keypoint results [{image_id, "
+                        "category_id, keypoints: [x, y, score]*K, score}], the object's score the mean of its "
+                        "keypoints' scores (a keypoint's score: its fused heatmap's maximum); ids from the COCO test "
+                        "file, else images numbered 1.. in the list's order and categories in the schema's")
     p.add_argument("--images", nargs="+", metavar="PATH",
                    help="predict these image files, folders or globs instead of a split (keypoints CSV, image_id = path)")
     p.add_argument("--category", help="--images: the category they show (default: the checkpoints' one category)")
@@ -123,7 +151,8 @@ def register(sub) -> None:
                         "and symbol exports; everything around the network is the same")
     p.add_argument("--decode", choices=DECODERS, help="decoding rule instead of the checkpoints' codec.decode: "
                                                       "dark (sub-pixel, for sharp maps) or quarter (argmax + ¼ px)")
-    p.add_argument("--json", action="store_true", help="print only the JSON summary")
+    p.add_argument("--json", action="store_true", help="print only the JSON summary (with mean_score and "
+                                                       "per_keypoint_score: the keypoints' mean heatmap maxima)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="average the coordinates of finished submission CSVs")

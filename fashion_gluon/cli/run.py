@@ -42,6 +42,12 @@ def cmd_evaluate(args) -> None:
     if args.checkpoint:
         result = evaluate_run(args.checkpoint, args.data_root, args.split, flip=args.flip,
                               ctx=parse_ctx(args.ctx))
+    elif args.truth and args.pred and args.truth.endswith(".json"):  # COCO truth, COCO results
+        from ..metrics_coco import evaluate_coco, format_ap
+
+        result = evaluate_coco(args.truth, args.pred, args.schema)
+        if not args.json:
+            print(format_ap(result))
     elif args.truth and args.pred:
         result = evaluate_csv(args.truth, args.pred, args.schema)
     else:
@@ -139,10 +145,11 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("evaluate", help="normalized error of a prediction CSV or a checkpoint")
-    p.add_argument("--truth", help="ground-truth CSV (train.csv layout)")
+    p = sub.add_parser("evaluate", help="normalized error of a prediction CSV or a checkpoint; OKS AP of COCO results")
+    p.add_argument("--truth", help="ground-truth CSV (train.csv layout), or a COCO keypoint JSON: then --pred is COCO "
+                                   "results (predict --format coco) and AP, AP50, AP75 (OKS) come beside NE and PCK")
     p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
-    p.add_argument("--pred", help="prediction / submission CSV")
+    p.add_argument("--pred", help="prediction / submission CSV, or COCO results JSON")
     p.add_argument("--checkpoint", help="run directory to evaluate instead of a CSV")
     p.add_argument("--data-root", help="FashionAI layout root (default: the run's)")
     p.add_argument("--split", default="val", choices=("val", "test", "train"))

@@ -5,14 +5,16 @@ One annotated object per image (a product photo of one garment); ``file_name`` b
 ``image_id`` (relative to the split folder). COCO's visibility 0 / 1 / 2 (not labelled /
 labelled, not visible / visible) becomes v = −1 / 0 / 1. Each COCO category's keypoints are
 mapped into the schema by name, so the file may list them in any order; without a schema
-file the schema is made from the file's categories (no flip or normalizing pairs: errors are
-then normalized by the box diagonal). Every problem is a DataError naming the file, the
+file the schema is made from the file's categories (flip pairs from left/right names, printed
+in one line, flips off where none pair; no normalizing pairs: errors are then normalized by the
+box diagonal). Every problem is a DataError naming the file, the
 entry (``annotations[7]``) and the field.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,14 @@ import numpy as np
 
 from ..errors import DataError
 from ..fileio import atomic_write
-from ..schema import KeypointSchema, load_schema
+from ..schema import KeypointSchema, flip_note, left_right_pairs, load_schema
 from .annotations import Annotations
 
 VISIBILITY = {0: -1, 1: 0, 2: 1}  # COCO v -> ours
 
 
-def _load(path: Path) -> dict:
+def load_coco(path: Path) -> dict:
+    """The document of a COCO keypoint file; a DataError naming it when it is missing or not one."""
     try:
         with open(path) as handle:
             doc = json.load(handle)
@@ -42,8 +45,9 @@ def _load(path: Path) -> dict:
 
 
 def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
-    """A schema made of the file's categories: keypoint names in first-seen order, no flip pairs,
-    no normalizing pairs, skeletons (1-based COCO indices) translated."""
+    """A schema made of the file's categories: keypoint names in first-seen order, flip pairs of
+    left/right names (:func:`~fashion_gluon.schema.left_right_pairs`; none: not flippable), said
+    in one line on stderr, no normalizing pairs, skeletons (1-based COCO indices) translated."""
     names: list[str] = []
     categories: dict[str, Any] = {}
     skeleton: list[list[str]] = []
@@ -54,21 +58,29 @@ def schema_from_coco(doc: dict, path: Path) -> KeypointSchema:
         categories[cat["name"]] = {"keypoints": list(cat["keypoints"])}
         for a, b in cat.get("skeleton", []):
             skeleton.append([cat["keypoints"][a - 1], cat["keypoints"][b - 1]])
+    flips = left_right_pairs(names, [c["keypoints"] for c in categories.values()])
+    print(flip_note(str(path), flips), file=sys.stderr)
     return KeypointSchema.from_dict({"name": path.stem, "keypoints": names, "categories": categories,
-                                     "skeleton": skeleton}, str(path))
+                                     "skeleton": skeleton, "flip_pairs": [list(p) for p in flips],
+                                     "flippable": bool(flips)}, str(path))
+
+
+def coco_schema(doc: dict, path: Path, schema: "KeypointSchema | str | None" = None) -> KeypointSchema:
+    """``schema`` loaded; None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file."""
+    if schema is None:
+        default = load_schema()
+        known = all(set(c.get("keypoints", [])) <= set(default.keypoints) and c.get("name") in default.categories
+                    for c in doc["categories"] if isinstance(c, dict))
+        schema = default if known else schema_from_coco(doc, path)
+    return load_schema(schema)
 
 
 def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
     """The annotated images of a COCO keypoint file as :class:`Annotations` under ``schema``
     (None: FashionAI's if the file's keypoint names are all FashionAI's, else one made from the file)."""
     path = Path(path)
-    doc = _load(path)
-    if schema is None:
-        default = load_schema()
-        known = all(set(c.get("keypoints", [])) <= set(default.keypoints) and c.get("name") in default.categories
-                    for c in doc["categories"] if isinstance(c, dict))
-        schema = default if known else schema_from_coco(doc, path)
-    schema = load_schema(schema)
+    doc = load_coco(path)
+    schema = coco_schema(doc, path, schema)
     index = {name: k for k, name in enumerate(schema.keypoints)}
     columns: dict[Any, tuple[str, list[int]]] = {}
     for n, cat in enumerate(doc["categories"]):
@@ -136,4 +148,4 @@ def write_coco(path: "str | os.PathLike", annotations: Annotations, image_sizes:
         json.dump({"images": images, "annotations": anns, "categories": categories}, handle)
 
 
-__all__ = ["read_coco", "write_coco", "schema_from_coco", "VISIBILITY"]
+__all__ = ["read_coco", "write_coco", "schema_from_coco", "coco_schema", "load_coco", "VISIBILITY"]

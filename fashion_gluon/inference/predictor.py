@@ -19,6 +19,9 @@ Decisions (documented once, here):
   ±100 px in x and ±80 px in y *per 512 px* of image width / height (the seed's margins on its
   512×512 images, scaled so any image size behaves alike), clipped to the image. The second
   pass runs on the crop with the same flip / scales / checkpoints; its keypoints are final.
+* **Scores.** A keypoint's score is the maximum of the heatmap that is decoded: the mean over
+  checkpoints × scales (× flip) in the reference frame (of the second pass with the cascade).
+  A sharp, confident peak scores near the training targets' peak 1; a flat or split map lower.
 * **Clipping.** Keypoints are clipped to the image's pixel centres, [0, W − 1] × [0, H − 1]:
   sub-pixel decoding may put a peak on the border row or column up to half a heatmap pixel
   past them (a submission needs non-negative coordinates inside the image), and clipping
@@ -157,6 +160,7 @@ class Predictor:
     :mod:`fashion_gluon.inference.export`) and/or :class:`KeypointModel` objects; ``precision="bf16"``
     runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
     ``decode`` (one of :data:`~fashion_gluon.codec.DECODERS`) overrides the decoding rule of every checkpoint.
+    ``flip`` is off for a schema that is not flippable (see :mod:`fashion_gluon.schema`).
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
@@ -180,6 +184,7 @@ class Predictor:
         if len(schemas) > 1 or any(m.schema != self.models[0].schema for m in self.models):
             raise FashionGluonError(f"the checkpoints were trained with different keypoint schemas "
                                     f"({', '.join(sorted(schemas))}); predict with one schema at a time")
+        self.flip = self.flip and self.schema.flippable  # a schema without sides is never mirrored
 
     @property
     def schema(self) -> KeypointSchema:
@@ -222,12 +227,14 @@ class Predictor:
 
     # -- prediction
 
-    def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None
-                ) -> np.ndarray:
+    def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None,
+                scores: bool = False) -> np.ndarray:
         """Keypoints (N, K, 2) in original image pixels of ``images`` (paths or uint8 RGB
         arrays), clipped to the image; −1 for keypoints outside each image's category.
         ``categories``: one per image, one for all, or None (:meth:`default_category`); ``all``
-        predicts every keypoint of the schema."""
+        predicts every keypoint of the schema. With ``scores``, (N, K, 3) holding (x, y, score):
+        a point's score is the maximum of its fused heatmap (the mean over checkpoints, scales
+        and flip that is decoded; of the cascade's second pass), −1 outside the category."""
         images = list(images)
         if categories is None or isinstance(categories, str):
             categories = [categories or self.default_category()] * len(images)
@@ -235,25 +242,27 @@ class Predictor:
             raise ValueError(f"got {len(categories)} categories for {len(images)} images")
         self.check_routing(categories)
         categories = np.asarray(categories, dtype=object)
-        out = np.full((len(images), self.schema.num_keypoints, 2), -1.0)
+        out = np.full((len(images), self.schema.num_keypoints, 3), -1.0)
         for category in dict.fromkeys(categories):
             rows = np.flatnonzero(categories == category)
             out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category))
-        return out
+        return out if scores else out[..., :2]
 
-    def predict_split(self, data_root: "str | os.PathLike", split: str = "test") -> tuple[Annotations, np.ndarray]:
-        """(rows of ``split`` of a data folder, their predicted keypoints (N, K, 2)). The
-        ``val`` split is the one the first checkpoint was validated on (its config's
-        ``val_fraction`` and ``split_seed``)."""
+    def predict_split(self, data_root: "str | os.PathLike", split: str = "test", scores: bool = False
+                      ) -> tuple[Annotations, np.ndarray]:
+        """(rows of ``split`` of a data folder, their predicted keypoints (N, K, 2), or (N, K, 3)
+        with ``scores`` as :meth:`predict`). The ``val`` split is the one the first checkpoint was
+        validated on (its config's ``val_fraction`` and ``split_seed``)."""
         data = (self.models[0].config or {}).get("data", {})
         rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0),
                                   self.schema)
-        return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
+        return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories, scores)
 
-    def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None
-                      ) -> tuple[Annotations, np.ndarray, list[str]]:
-        """(rows of the readable images (``image_id`` = the path as given), their keypoints (N, K, 2),
-        one line per image that could not be read): a bad file is reported, the others predicted.
+    def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None,
+                      scores: bool = False) -> tuple[Annotations, np.ndarray, list[str]]:
+        """(rows of the readable images (``image_id`` = the path as given), their keypoints (N, K, 2)
+        or, with ``scores``, (N, K, 3) as :meth:`predict`, one line per image that could not be read):
+        a bad file is reported, the others predicted.
         ``category`` (one for all the images) defaults to :meth:`default_category`."""
         category = category or self.default_category()
         if category == ALL:
@@ -269,7 +278,9 @@ class Predictor:
             else:
                 good.append(str(path))
         rows = Annotations(good, [category] * len(good), None, self.schema)
-        return rows, (self.predict(good, category) if good else np.zeros((0, self.schema.num_keypoints, 2))), skipped
+        keypoints = (self.predict(good, category, scores) if good
+                     else np.zeros((0, self.schema.num_keypoints, 3 if scores else 2)))
+        return rows, keypoints, skipped
 
     def heatmaps(self, image: ImageInput, category: "str | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """(averaged heatmaps (K, h, w) of ``category``'s keypoints, the RGB input frame
@@ -285,7 +296,7 @@ class Predictor:
         return heatmaps[0], frame
 
     def _predict_category(self, images: list, category: str) -> np.ndarray:
-        """Keypoints (N, K_category, 2) in original pixels of images of one category."""
+        """Keypoints with scores (N, K_category, 3) in original pixels of images of one category."""
         models = self.models_for(category)
         boxes = self._cascade_boxes(images, category, models) if self.cascade else None
         return self._predict_pass(images, category, models, boxes)[0]
@@ -293,17 +304,19 @@ class Predictor:
     def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel]) -> np.ndarray:
         """The second-pass crop boxes (N, 4) from a first pass over the whole images."""
         points, sizes = self._predict_pass(images, category, models, None)
-        return cascade_boxes(points, sizes, cascade_margins(sizes))
+        return cascade_boxes(points[..., :2], sizes, cascade_margins(sizes))
 
     def _predict_pass(self, images: list, category: str, models: list[KeypointModel],
                       boxes: "np.ndarray | None") -> tuple[np.ndarray, np.ndarray]:
-        """(keypoints (N, K, 2) in original pixels, image sizes (N, 2) as (H, W)) of one pass."""
-        points = np.zeros((len(images), self.schema.category_size(category), 2))
+        """(keypoints with scores (N, K, 3) as (x, y, score) in original pixels, image sizes (N, 2)
+        as (H, W)) of one pass; a score is the maximum of the fused heatmap that is decoded."""
+        points = np.zeros((len(images), self.schema.category_size(category), 3))
         sizes = np.zeros((len(images), 2), dtype=np.int64)
         codec = models[0].codec
         for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):
-            decoded, _ = codec.decode(heatmaps)
-            points[rows] = np.clip(inverse_transform_points(decoded, matrices), 0, image_sizes[:, None, ::-1] - 1)
+            decoded, scores = codec.decode(heatmaps)
+            points[rows, :, :2] = np.clip(inverse_transform_points(decoded, matrices), 0, image_sizes[:, None, ::-1] - 1)
+            points[rows, :, 2] = scores
             sizes[rows] = image_sizes
         return points, sizes
 
