@@ -53,6 +53,7 @@ from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
 from ..schema import load_schema
 from .annotations import Annotations, write_annotations
+from .layout import TEST_LIST, TEST_TRUTH, TRAIN_CSV, root_source
 
 #: This drawer makes FashionAI's garments: its schema, by name (see schemas/fashionai.yaml).
 FASHIONAI = load_schema("fashionai")
@@ -675,9 +676,8 @@ def _annotations(results: list[tuple[str, np.ndarray]], tasks: list[_Task]) -> A
 def ensure_dataset(root: "str | os.PathLike", **kwargs) -> "dict | None":
     """``generate_dataset(root, **kwargs)`` unless ``root`` already holds a FashionAI training
     split (real or synthetic data alike are then left untouched and None is returned)."""
-    from .dataset import layout_paths  # imports mxnet, which generating data does not need
     try:
-        layout_paths(root, "train")
+        root_source(root, "train")
     except DataError:
         return generate_dataset(root, **kwargs)
     return None
@@ -710,9 +710,9 @@ def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: i
     results = _run(tasks["train"] + tasks["test"], int(workers), progress)
     train = _annotations(results[:len(tasks["train"])], tasks["train"])
     test = _annotations(results[len(tasks["train"]):], tasks["test"])
-    write_annotations(Path(root, "train", "Annotations", "train.csv"), train)
-    write_annotations(Path(root, "test", "test.csv"), Annotations(test.image_ids, test.categories))
-    write_annotations(Path(root, "test", "annotations.csv"), test)
+    write_annotations(Path(root, TRAIN_CSV), train)
+    write_annotations(Path(root, TEST_LIST), Annotations(test.image_ids, test.categories))
+    write_annotations(Path(root, TEST_TRUTH), test)
     seconds = time.perf_counter() - start
     return {"root": str(root),
             "train": {c: n_train for c in CATEGORIES}, "test": {c: n_test for c in CATEGORIES},

@@ -19,6 +19,9 @@ Decisions (documented once, here):
   ±100 px in x and ±80 px in y *per 512 px* of image width / height (the seed's margins on its
   512×512 images, scaled so any image size behaves alike), clipped to the image. The second
   pass runs on the crop with the same flip / scales / checkpoints; its keypoints are final.
+* **Object boxes** (a test file with boxes, e.g. COCO): each object is cropped by its box as in
+  training (:func:`~fashion_gluon.data.transforms.crop_to_box`, the checkpoint's
+  ``data.box_margin``, widened to the input's aspect); the cascade, when on, refines inside it.
 * **Clipping.** Keypoints are clipped to the image's pixel centres, [0, W − 1] × [0, H − 1]:
   sub-pixel decoding may put a peak on the border row or column up to half a heatmap pixel
   past them (a submission needs non-negative coordinates inside the image), and clipping
@@ -39,9 +42,10 @@ from tqdm import tqdm
 
 from ..codec import DECODERS
 from ..data.annotations import Annotations
-from ..data.dataset import load_split
 from ..data.images import read_image
-from ..data.transforms import Sample, crop, inverse_transform_points, resize, test_transform
+from ..data.layout import Source
+from ..data.sources import load_split, training_data
+from ..data.transforms import BOX_MARGIN, Sample, crop, crop_to_box, inverse_transform_points, resize, test_transform
 from ..errors import DataError, FashionGluonError
 from ..schema import ALL, KeypointSchema
 from .load import load_model
@@ -108,12 +112,14 @@ def cascade_boxes(points: np.ndarray, image_sizes: np.ndarray, margins: np.ndarr
 
 class _InferenceDataset(gluon.data.Dataset):
     """Items ``(*inputs, reference matrix (3, 3), image size (H, W), index)``: the image (or its
-    ``boxes`` crop) resized to each of ``sizes`` and normalized, and the matrix from original
-    pixels to the ``reference`` input frame."""
+    cascade ``boxes`` crop, else its ``objects`` box crop) resized to each of ``sizes`` and
+    normalized, and the matrix from original pixels to the ``reference`` input frame."""
 
     def __init__(self, images: Sequence[ImageInput], sizes: Sequence[tuple[int, int]],
-                 reference: tuple[int, int], boxes: "np.ndarray | None"):
+                 reference: tuple[int, int], boxes: "np.ndarray | None", objects: "np.ndarray | None" = None,
+                 box_margin: float = BOX_MARGIN):
         self.images, self.sizes, self.reference, self.boxes = list(images), list(sizes), reference, boxes
+        self.objects, self.box_margin = objects, box_margin
         self.transforms = [test_transform(size) for size in self.sizes]
 
     def __len__(self) -> int:
@@ -123,7 +129,12 @@ class _InferenceDataset(gluon.data.Dataset):
         """The original image and its Sample framed on the crop box (if any), before resizing."""
         image = load_image(self.images[index])
         sample = Sample.from_image(image)
-        return image, sample if self.boxes is None else crop(sample, self.boxes[index])
+        if self.boxes is not None:
+            return image, crop(sample, self.boxes[index])
+        if self.objects is not None and np.isfinite(self.objects[index]).all():
+            (height, width) = self.reference
+            return image, crop_to_box(sample, self.objects[index], self.box_margin, width / height)
+        return image, sample
 
     def __getitem__(self, index: int):
         image, sample = self._framed(index)
@@ -225,13 +236,16 @@ class Predictor:
 
     # -- prediction
 
-    def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None
-                ) -> np.ndarray:
+    def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None,
+                boxes: "np.ndarray | None" = None) -> np.ndarray:
         """Keypoints (N, K, 2) in original image pixels of ``images`` (paths or uint8 RGB
         arrays), clipped to the image; −1 for keypoints outside each image's category.
         ``categories``: one per image, one for all, or None (:meth:`default_category`); ``all``
-        predicts every keypoint of the schema."""
+        predicts every keypoint of the schema. ``boxes`` (N, 4): each object's box
+        ``(x0, y0, x1, y1)``, cropped as in training (NaN rows: the whole image)."""
         images = list(images)
+        if boxes is not None and np.shape(boxes) != (len(images), 4):
+            raise ValueError(f"boxes must be ({len(images)}, 4), got {np.shape(boxes)}")
         if categories is None or isinstance(categories, str):
             categories = [categories or self.default_category()] * len(images)
         if len(categories) != len(images):
@@ -241,17 +255,24 @@ class Predictor:
         out = np.full((len(images), self.schema.num_keypoints, 2), -1.0)
         for category in dict.fromkeys(categories):
             rows = np.flatnonzero(categories == category)
-            out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category))
+            objects = None if boxes is None else np.asarray(boxes, dtype=np.float64)[rows]
+            out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category,
+                                                                                     objects))
         return out
 
-    def predict_split(self, data_root: "str | os.PathLike", split: str = "test") -> tuple[Annotations, np.ndarray]:
-        """(rows of ``split`` of a data folder, their predicted keypoints (N, K, 2)). The
-        ``val`` split is the one the first checkpoint was validated on (its config's
-        ``val_fraction`` and ``split_seed``)."""
-        data = (self.models[0].config or {}).get("data", {})
-        rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0),
-                                  self.schema)
-        return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories)
+    def predict_split(self, data: "str | os.PathLike | Source | None", split: str = "test"
+                      ) -> tuple[Annotations, np.ndarray]:
+        """(rows of ``split``, their predicted keypoints (N, K, 2)): ``test`` of ``data`` (a
+        data-root folder or a test source ``FILE[:IMAGE_DIR]``), in the list's order; ``val`` as
+        the first checkpoint was validated on it (its config's sources, ``val_fraction`` and
+        ``split_seed``; ``data``, a data-root folder, when the config names no sources)."""
+        config = (self.models[0].config or {}).get("data", {})
+        if split != "test":
+            data = training_data(config.get("train_files", []), data)
+        elif data is None:
+            raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
+        rows = load_split(data, split, ALL, config.get("val_fraction", 0.1), config.get("split_seed", 0), self.schema)
+        return rows, self.predict([rows.image_path(r) for r in range(len(rows))], rows.categories, rows.boxes)
 
     def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None
                       ) -> tuple[Annotations, np.ndarray, list[str]]:
@@ -287,38 +308,43 @@ class Predictor:
         frame = cv2.warpAffine(load_image(image), matrix[:2], (width, height), flags=cv2.INTER_LINEAR)
         return heatmaps[0], frame
 
-    def _predict_category(self, images: list, category: str) -> np.ndarray:
-        """Keypoints (N, K_category, 2) in original pixels of images of one category."""
+    def _predict_category(self, images: list, category: str, objects: "np.ndarray | None" = None) -> np.ndarray:
+        """Keypoints (N, K_category, 2) in original pixels of images (or their ``objects`` boxes) of one category."""
         models = self.models_for(category)
-        boxes = self._cascade_boxes(images, category, models) if self.cascade else None
-        return self._predict_pass(images, category, models, boxes)[0]
+        boxes = self._cascade_boxes(images, category, models, objects) if self.cascade else None
+        return self._predict_pass(images, category, models, boxes, objects)[0]
 
-    def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel]) -> np.ndarray:
-        """The second-pass crop boxes (N, 4) from a first pass over the whole images."""
-        points, sizes = self._predict_pass(images, category, models, None)
+    def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel],
+                       objects: "np.ndarray | None" = None) -> np.ndarray:
+        """The second-pass crop boxes (N, 4) from a first pass over the whole images (or object boxes)."""
+        points, sizes = self._predict_pass(images, category, models, None, objects)
         return cascade_boxes(points, sizes, cascade_margins(sizes))
 
     def _predict_pass(self, images: list, category: str, models: list[KeypointModel],
-                      boxes: "np.ndarray | None") -> tuple[np.ndarray, np.ndarray]:
+                      boxes: "np.ndarray | None", objects: "np.ndarray | None" = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints (N, K, 2) in original pixels, image sizes (N, 2) as (H, W)) of one pass."""
         points = np.zeros((len(images), self.schema.category_size(category), 2))
         sizes = np.zeros((len(images), 2), dtype=np.int64)
         codec = models[0].codec
-        for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):
+        for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes,
+                                                                             objects):
             decoded, _ = codec.decode(heatmaps)
             points[rows] = np.clip(inverse_transform_points(decoded, matrices), 0, image_sizes[:, None, ::-1] - 1)
             sizes[rows] = image_sizes
         return points, sizes
 
     def _heatmap_batches(self, images: list, category: str, models: list[KeypointModel],
-                         boxes: "np.ndarray | None") -> Iterator[tuple[np.ndarray, ...]]:
+                         boxes: "np.ndarray | None", objects: "np.ndarray | None" = None
+                         ) -> Iterator[tuple[np.ndarray, ...]]:
         """Per batch: (heatmaps (B, K, h, w) averaged over checkpoints × scales (× flip) in the
         reference frame, matrices (B, 3, 3) original → reference input, image sizes (B, 2), rows)."""
         reference = models[0]
         runs = [(model, scaled_size(model.input_size, scale, model.size_multiple))
                 for model in models for scale in self.scales]
         sizes = list(dict.fromkeys(size for _, size in runs))
-        dataset = _InferenceDataset(images, sizes, reference.input_size, boxes)
+        margin = float(((reference.config or {}).get("data") or {}).get("box_margin", BOX_MARGIN))
+        dataset = _InferenceDataset(images, sizes, reference.input_size, boxes, objects, margin)
         loader = gluon.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                                        num_workers=self.num_workers, last_batch="keep")
         for *inputs, matrices, image_sizes, rows in tqdm(loader, desc=f"predict {category}", leave=False,
