@@ -22,8 +22,6 @@ README = REPO / "README.md"
 
 #: (command, option) pairs the README describes before the parser has them; the integrator empties this.
 NEEDED = {
-    ("train", "--train"),
-    ("predict", "--test"),
     ("predict", "--format"),
 }
 

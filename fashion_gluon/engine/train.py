@@ -205,6 +205,7 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
             check_resume_compatible(saved, config, run_dir)
         config, category = config or saved, state["category"]
         check_resumable(run_dir, state, config)
+        data_root = data_root or state.get("data_root")  # the run's own data
     config = config or load_config()
     if init_from is not None and state is None:
         check_same_model(init_from, config)
