@@ -29,8 +29,9 @@ def test_run_directory_contents(tiny_run):
     for name in ("config.yaml", "best.params", "best.json", "log.jsonl", "curves.png", state["params"], state["states"]):
         assert (tiny_run / name).stat().st_size > 0, name
     assert not (tiny_run / "epoch-0001.params").exists(), "older epochs are removed once the next is safe"
-    records = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
+    sources, *records = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+    assert [s["file"] for s in sources["sources"]] == [str((tiny_data / "train/Annotations/train.csv").resolve())]
     assert {"loss", "lr", "img_per_s", "val_ne", "val_per_category", "val_per_keypoint"} <= set(records[-1])
     assert list((tiny_run / "tb").iterdir()), "tensorboard events written"
 

@@ -573,8 +573,9 @@ def _annotate(garment: Garment, category: str, size: tuple[int, int],
 
 
 @dataclass
-class Sample:
-    """One rendered image with its annotation and the masks used to make it."""
+class Rendering:
+    """One drawn image with its annotation and the masks used to make it (not a
+    :class:`~.transforms.Sample`, which is an image on its way through the augmentations)."""
 
     image: np.ndarray           # (H, W, 3) uint8 RGB
     keypoints: np.ndarray       # (24, 3) float32 (x, y, v), as written to the CSV
@@ -583,7 +584,7 @@ class Sample:
     occluder_mask: np.ndarray   # (H, W) uint8, 255 on the occluder
 
 
-def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512)) -> Sample:
+def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512)) -> Rendering:
     """Draw one garment of ``category`` into an image of ``image_size`` = (H, W)."""
     size = _check_size(image_size)
     garment = sample_garment(category, rng)
@@ -595,7 +596,7 @@ def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int
     occluder = _occlude(rng, image, np.stack([garment.points[k] for k in rows]), extent_px)
     image = _lighting(rng, image)
     keypoints, raw = _annotate(garment, category, size, occluder)
-    return Sample(image, keypoints, raw, garment_mask, occluder)
+    return Rendering(image, keypoints, raw, garment_mask, occluder)
 
 
 def draw_garment(category: str, rng: np.random.Generator,
@@ -720,5 +721,5 @@ def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: i
             "images_per_second": len(results) / seconds if seconds > 0 else float("inf")}
 
 
-__all__ = ["Garment", "Sample", "sample_garment", "render_sample", "draw_garment",
+__all__ = ["Garment", "Rendering", "sample_garment", "render_sample", "draw_garment",
            "generate_dataset", "image_name", "split_counts"]
