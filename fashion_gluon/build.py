@@ -15,8 +15,10 @@ import mxnet as mx
 from mxnet import gluon
 
 from .codec import HeatmapCodec
-from .data.dataset import FashionAIDataset
+from .data.dataset import SplitDataset
+from .data.sources import training_data
 from .data.transforms import test_transform, train_transform
+from .errors import FashionGluonError
 from .families import ModelFamily, family_of
 from .models import get_model
 from .runs import load_run_weights, load_state, run_config
@@ -58,25 +60,35 @@ def build_loss(config: dict) -> gluon.HybridBlock:
     return loss_fn
 
 
-def build_train_dataset(config: dict, data_root: "str | os.PathLike", category: str) -> FashionAIDataset:
-    """The augmented training split with the codec's targets (no flips for a schema that is not flippable)."""
+def build_train_dataset(config: dict, data_root: "str | os.PathLike | None", category: str) -> SplitDataset:
+    """The augmented training split with the codec's targets (of ``data.train_files``, else
+    ``data_root``; no flips for a schema that is not flippable)."""
     data = config["data"]
     augment = train_transform(tuple(data["input_size"]), rotate_p=data["rotate_p"], max_rotate=data["max_rotate"],
                               flip_p=data["flip_p"] if build_schema(config).flippable else 0.0,
                               crop_area=tuple(data["crop_area"]), crop_aspect=tuple(data["crop_aspect"]),
                               crop_margin=data["crop_margin"], color=data["color"])
-    return FashionAIDataset(data_root, category, "train", augment, build_codec(config),
-                            val_fraction=data["val_fraction"], split_seed=data["split_seed"],
-                            seed=config["train"]["seed"], schema=build_schema(config))
+    return SplitDataset(training_data(data["train_files"], data_root), category, "train", augment,
+                        build_codec(config), seed=config["train"]["seed"], **_split_options(config))
 
 
-def build_eval_dataset(config: dict, data_root: "str | os.PathLike", category: str,
-                       split: str = "val") -> FashionAIDataset:
-    """``split`` without augmentation (items ``(image, matrix, row)``), as a run with ``config`` splits it."""
+def build_eval_dataset(config: dict, data_root: "str | os.PathLike | None", category: str,
+                       split: str = "val") -> SplitDataset:
+    """``split`` without augmentation (items ``(image, matrix, row)``), as a run with ``config``
+    splits it; ``test`` is ``data_root``'s (a data-root folder or a test source FILE[:IMAGE_DIR])."""
     data = config["data"]
-    return FashionAIDataset(data_root, category, split, test_transform(tuple(data["input_size"])),
-                            val_fraction=data["val_fraction"], split_seed=data["split_seed"],
-                            schema=build_schema(config))
+    source = data_root if split == "test" else training_data(data["train_files"], data_root)
+    if source is None:
+        raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
+    return SplitDataset(source, category, split, test_transform(tuple(data["input_size"])), **_split_options(config))
+
+
+def _split_options(config: dict) -> dict:
+    """The SplitDataset arguments every split of a run shares."""
+    data = config["data"]
+    size = data["input_size"]
+    return {"val_fraction": data["val_fraction"], "split_seed": data["split_seed"], "schema": build_schema(config),
+            "box_margin": data["box_margin"], "box_aspect": size[1] / size[0]}
 
 
 def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),)):

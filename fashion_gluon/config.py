@@ -34,10 +34,12 @@ DEFAULTS: dict[str, Any] = {
     },
     "data": {
         "schema": "fashionai",      # keypoint schema: a shipped name or a YAML/JSON file (fashion_gluon/schema.py)
+        "train_files": [],          # training sources FILE[:IMAGE_DIR] (--train); empty: --data-root's train/
+        "box_margin": 1.25,         # an object's box is enlarged this much before its crop
         "input_size": [384, 384],   # (H, W) of the network input
         "stride": 4,                # heatmap stride
         "sigma": 2.0,               # base Gaussian sigma, heatmap pixels
-        "val_fraction": 0.1,        # share of train.csv held out per category
+        "val_fraction": 0.1,        # share of the training images held out per category
         "split_seed": 0,
         "num_workers": 2,
         "rotate_p": 0.4,
@@ -182,7 +184,7 @@ _RANGES: dict[str, tuple] = {
     "data.val_fraction": ("number", 0, 1, True), "data.split_seed": ("int", None, None, True),
     "data.num_workers": ("int", 0, None, True), "data.rotate_p": ("number", 0, 1, True),
     "data.max_rotate": ("number", 0, 180, True), "data.flip_p": ("number", 0, 1, True),
-    "data.crop_margin": ("number", 0, None, True),
+    "data.crop_margin": ("number", 0, None, True), "data.box_margin": ("number", 1, None, True),
     "loss.fg_weight": ("number", 0, None, True), "loss.integral_weight": ("number", 0, None, True),
     "loss.integral_beta": ("number", 0, None, False),
     "train.epochs": ("int", 1, None, True), "train.batch_size": ("int", 1, None, True),
@@ -257,6 +259,9 @@ def validate(config: dict, source: str = "config") -> dict:
     pretrained = config["model"]["pretrained"]
     if not isinstance(pretrained, (bool, str)):
         raise ConfigError(f"{source}: model.pretrained must be true, false or a .params path, got {pretrained!r}")
+    files = config["data"]["train_files"]
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise ConfigError(f"{source}: data.train_files must be a list of FILE[:IMAGE_DIR] strings, got {files!r}")
     if not isinstance(config["data"]["schema"], str):
         raise ConfigError(f"{source}: data.schema must be a schema name or file path, got {config['data']['schema']!r}")
     load_schema(config["data"]["schema"])  # a bad schema file fails here, with its own one-line error

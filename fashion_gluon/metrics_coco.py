@@ -45,14 +45,15 @@ def coco_ids(schema: KeypointSchema, doc: "dict | None" = None
 
 def coco_results(rows: Annotations, keypoints: np.ndarray, doc: "dict | None" = None) -> list[dict]:
     """The COCO results of ``rows`` with ``keypoints`` (N, K, 3) = (x, y, score): ids from the COCO
-    document ``doc`` the rows came from, else image ids 1..N in the rows' order (see :func:`coco_ids`)."""
+    document ``doc`` the rows came from, else each distinct image numbered from 1 in the rows' order (see :func:`coco_ids`)."""
     images, categories = coco_ids(rows.schema, doc)
-    out = []
+    out, numbered = [], {}  # without a document: images numbered 1.. in first-seen order, as write_coco does
     for n, (image_id, category) in enumerate(zip(rows.image_ids, rows.categories)):
         category_id, members = categories[category]
         points = np.asarray(keypoints[n, members], dtype=np.float64)
         points = np.column_stack([np.round(points[:, :2], 3), np.round(points[:, 2], 6)])  # 1/1000 px
-        out.append({"image_id": images[image_id] if doc is not None else n + 1, "category_id": category_id,
+        number = images[image_id] if doc is not None else numbered.setdefault(image_id, len(numbered) + 1)
+        out.append({"image_id": number, "category_id": category_id,
                     "keypoints": points.reshape(-1).tolist(), "score": round(float(points[:, 2].mean()), 6)})
     return out
 

@@ -100,12 +100,20 @@ def run_config(run_dir: "str | os.PathLike", overrides: Sequence[str] = ()) -> d
     return load_config(path, ([f"data.schema={kept}"] if kept.is_file() else []) + list(overrides))
 
 
-def run_data_root(run_dir: "str | os.PathLike") -> str:
-    """The data root a run was trained on (recorded in last.json)."""
+def recorded_root(data_root: "str | os.PathLike | None") -> "str | None":
+    """How a run records its data root: absolute, or None for a run on ``data.train_files``."""
+    return str(Path(data_root).resolve()) if data_root is not None else None
+
+
+def run_data_root(run_dir: "str | os.PathLike") -> "str | None":
+    """The data root a run was trained on (recorded in last.json); None for a run that trained on
+    its config's ``data.train_files`` alone."""
     root = load_state(run_dir).get("data_root")
-    if not isinstance(root, str) or not root:
-        raise FileFormatError(f"{Path(run_dir) / LAST} records no data_root; pass --data-root")
-    return root
+    if isinstance(root, str) and root:
+        return root
+    if run_config(run_dir)["data"]["train_files"]:
+        return None
+    raise FileFormatError(f"{Path(run_dir) / LAST} records no data_root; pass --data-root")
 
 
 def weights_path(run_dir: "str | os.PathLike", which: str = "best") -> Path:
@@ -218,7 +226,7 @@ def load_run_weights(net, run_dir: "str | os.PathLike", ctx=None) -> Path:
 
 
 def read_log(run_dir: "str | os.PathLike") -> list[dict]:
-    """The per-epoch records of a run (lines that are not JSON, e.g. cut by a crash, are skipped)."""
+    """The per-epoch records of a run (other lines: the sources line, lines cut by a crash, are skipped)."""
     path = Path(run_dir) / LOG
     if not path.exists():
         return []
@@ -228,10 +236,10 @@ def read_log(run_dir: "str | os.PathLike") -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return [record for record in records if isinstance(record, dict)]
+    return [record for record in records if isinstance(record, dict) and "epoch" in record]
 
 
 __all__ = ["LAST", "BEST", "BEST_PARAMS", "CONFIG", "SCHEMA", "LOG", "TENSORBOARD", "CURVES", "SWA_DIR", "SWA_RESULT",
            "PARAMS_SUFFIX", "STATES_SUFFIX", "epoch_file", "STATE_KEYS", "CorruptWeights", "is_run", "load_state",
-           "run_config", "kept_schema", "run_data_root", "weights_path", "read_params", "load_parameters", "loads_cleanly",
-           "intact_best", "intact_last", "load_run_weights", "read_log"]
+           "run_config", "kept_schema", "recorded_root", "run_data_root", "weights_path", "read_params", "load_parameters",
+           "loads_cleanly",            "intact_best", "intact_last", "load_run_weights", "read_log"]

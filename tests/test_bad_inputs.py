@@ -17,7 +17,7 @@ from _tiny import TINY
 from fashion_gluon.cli import main
 from fashion_gluon.config import load_config
 from fashion_gluon.data.annotations import Annotations, write_annotations
-from fashion_gluon.data.dataset import load_split
+from fashion_gluon.data.sources import load_split
 from fashion_gluon.data.submission import write_submission
 from fashion_gluon.engine import train as train_module
 from fashion_gluon.engine.transfer import check_same_model
@@ -394,11 +394,12 @@ def test_init_from_a_run_of_another_model(tiny_run, tiny_data, tmp_path, capsys)
 
 def test_pack_with_a_missing_image(tiny_data, tmp_path, capsys):
     root = Path(shutil.copytree(tiny_data, tmp_path / "data"))
-    rows, folder = load_split(root, "train")
-    image_id, row = rows.image_ids[3], rows.file_row(3)  # its row in train.csv, not in the split
-    (folder / image_id).unlink()
+    rows = load_split(root, "train")
+    image, image_id, row = rows.image_path(3), rows.image_ids[3], rows.file_row(3)  # its row in train.csv
+    image.unlink()
     err = fails(capsys, "pack", "--data-root", root, "--category", "all", "--out", tmp_path / "x.rec", "--quiet")
-    assert err == f"fashion-gluon pack: error: {folder / image_id}, row {row}, column 'image_id': no such image file"
+    assert err == (f"fashion-gluon pack: error: {image}, row {row}, column 'image_id': no such image file "
+                   f"(listed in {rows.file_of(3)})")
     assert (root / "train" / "Annotations" / "train.csv").read_text().splitlines()[row - 1].startswith(image_id)
     assert not (tmp_path / "x.rec").exists() and not (tmp_path / "x.idx").exists()
 

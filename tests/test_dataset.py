@@ -1,11 +1,12 @@
-"""FashionAIDataset, splits and the epoch sampler."""
+"""SplitDataset, splits and the epoch sampler."""
 import numpy as np
 import pytest
 from _fashionai import CATEGORY_KEYPOINTS
 from mxnet import gluon
 
 from fashion_gluon.codec import HeatmapCodec
-from fashion_gluon.data.dataset import EpochSampler, FashionAIDataset, load_split, split_rows
+from fashion_gluon.data.dataset import EpochSampler, SplitDataset
+from fashion_gluon.data.sources import load_split, split_rows
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
@@ -30,15 +31,16 @@ def test_split_is_stratified_disjoint_and_seeded():
 
 
 def test_category_split_holds_only_that_category(root):
-    annotations, folder = load_split(root, "val", "skirt")
-    assert set(annotations.categories) == {"skirt"} and folder == root / "train"
-    test, folder = load_split(root, "test", "all")
-    assert folder == root / "test" and test.keypoints is not None, "test ground truth is read when present"
+    annotations = load_split(root, "val", "skirt")
+    assert set(annotations.categories) == {"skirt"} and annotations.sources[0].images == (root / "train").resolve()
+    test = load_split(root, "test", "all")
+    assert test.sources[0].images == (root / "test").resolve()
+    assert test.keypoints is not None, "test ground truth is read when present"
 
 
 def test_training_items(root):
     codec = CPN_FAMILY.codec((64, 64), 4, 2.0)
-    dataset = FashionAIDataset(root, "trousers", "train", train_transform((64, 64)), codec)
+    dataset = SplitDataset(root, "trousers", "train", train_transform((64, 64)), codec)
     image, targets, weights = dataset[(3, 0)]
     k = len(CATEGORY_KEYPOINTS["trousers"])
     assert image.shape == (3, 64, 64) and image.dtype == np.float32
@@ -50,7 +52,7 @@ def test_training_items(root):
 
 
 def test_eval_items_map_back_to_the_original_image(root):
-    dataset = FashionAIDataset(root, "all", "val", test_transform((64, 96)))
+    dataset = SplitDataset(root, "all", "val", test_transform((64, 96)))
     image, matrix, row = dataset[1]
     assert image.shape == (3, 64, 96) and matrix.shape == (3, 3) and row == 1
     corner = matrix.astype(np.float64) @ np.array([119.0, 159.0, 1.0])  # last pixel of a 160x120 image
@@ -59,7 +61,7 @@ def test_eval_items_map_back_to_the_original_image(root):
 
 
 def test_works_with_dataloader_workers(root):
-    dataset = FashionAIDataset(root, "all", "train", train_transform((64, 64)), HeatmapCodec((64, 64)))
+    dataset = SplitDataset(root, "all", "train", train_transform((64, 64)), HeatmapCodec((64, 64)))
     sampler = EpochSampler(len(dataset), seed=0)
     loader = gluon.data.DataLoader(dataset, batch_sampler=gluon.data.BatchSampler(sampler, 4, "discard"),
                                    num_workers=2)
@@ -85,8 +87,8 @@ def test_epoch_sampler_shards_and_reshuffles():
 def test_missing_layout_and_unknown_split(tmp_path, root):
     with pytest.raises(DataError, match=r"missing .*train\.csv"):
         (tmp_path / "train" / "Annotations").mkdir(parents=True)
-        FashionAIDataset(tmp_path, "all", "train")
+        SplitDataset(tmp_path, "all", "train")
     with pytest.raises(ValueError, match="unknown split 'dev'"):
-        FashionAIDataset(root, "all", "dev")
+        SplitDataset(root, "all", "dev")
     with pytest.raises(ValueError, match="unknown category 'hat'"):
-        FashionAIDataset(root, "hat", "train")
+        SplitDataset(root, "hat", "train")

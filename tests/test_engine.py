@@ -61,14 +61,15 @@ def params_of(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
 
 
-def test_run_directory_contents(tiny_run):
+def test_run_directory_contents(tiny_run, tiny_data):
     state = load_state(tiny_run)
     assert state["epoch"] == 2 and state["category"] == "all"
     for name in ("config.yaml", "best.params", "best.json", "log.jsonl", "curves.png", state["params"], state["states"]):
         assert (tiny_run / name).stat().st_size > 0, name
     assert not (tiny_run / "epoch-0001.params").exists(), "older epochs are removed once the next is safe"
-    records = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
+    sources, *records = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+    assert [s["file"] for s in sources["sources"]] == [str((tiny_data / "train/Annotations/train.csv").resolve())]
     assert {"loss", "lr", "img_per_s", "val_ne", "val_per_category", "val_per_keypoint"} <= set(records[-1])
     assert list((tiny_run / "tb").iterdir()), "tensorboard events written"
 

@@ -14,7 +14,7 @@ from fashion_gluon.cli import predict as cli_predict
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.data import transforms as T
 from fashion_gluon.data.annotations import Annotations, write_annotations
-from fashion_gluon.data.dataset import FashionAIDataset
+from fashion_gluon.data.dataset import SplitDataset
 from fashion_gluon.data.submission import read_submission, save_submission
 from fashion_gluon.errors import FashionGluonError
 from fashion_gluon.inference.model import KeypointModel
@@ -180,7 +180,7 @@ def random_images(count: int, seed: int = 0) -> dict:
                                              dtype=np.uint8)) for i in range(count)}
 
 
-def _plain_prediction(model: KeypointModel, dataset: FashionAIDataset) -> np.ndarray:
+def _plain_prediction(model: KeypointModel, dataset: SplitDataset) -> np.ndarray:
     """Keypoints (N, 24, 2) by hand: the dataset's test_transform input, flip-averaged heatmaps,
     decoded and mapped back through the inverse of the dataset's matrix."""
     out = np.zeros((len(dataset), 24, 2))
@@ -196,7 +196,7 @@ def test_one_scale_equals_plain_prediction_of_the_model(tmp_path):
     images = random_images(7)
     write_layout(tmp_path, images)
     model = random_conv_model()
-    dataset = FashionAIDataset(tmp_path, "all", "test", T.test_transform(model.input_size))
+    dataset = SplitDataset(tmp_path, "all", "test", T.test_transform(model.input_size))
     expected = _plain_prediction(model, dataset)
     # The Predictor clips to the image; the split's images are routed by category: the other columns are -1.
     last = np.array([[image.shape[1] - 1, image.shape[0] - 1] for _, image in images.values()])

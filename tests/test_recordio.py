@@ -1,5 +1,6 @@
-"""RecordIO packs: the RecordDataset yields exactly the FashionAIDataset's items (any image
-format read_image reads), record layout, test lists, bad input, CLI, DataLoader workers."""
+"""RecordIO packs as training sources: a pack's SplitDataset yields exactly the image folder's
+items (any image format read_image reads), record layout, test lists, bad input, CLI, DataLoader
+workers, and a pack beside a folder source in one union."""
 import argparse
 import json
 import struct
@@ -14,8 +15,9 @@ from mxnet import gluon
 from fashion_gluon.cli.scale import register
 from fashion_gluon.codec import HeatmapCodec
 from fashion_gluon.data.annotations import Annotations, write_annotations
-from fashion_gluon.data.dataset import FashionAIDataset
-from fashion_gluon.data.recordio import RecordDataset, decode_payload, index_path, pack, read_pack_annotations
+from fashion_gluon.data.dataset import SplitDataset
+from fashion_gluon.data.packing import pack
+from fashion_gluon.data.recordio import decode_payload, index_path, read_pack_annotations
 from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.data.transforms import test_transform, train_transform
 from fashion_gluon.errors import DataError
@@ -37,6 +39,11 @@ def packed(synth, tmp_path_factory):
     return out, summary
 
 
+def records(rec, category="all", transform=None, codec=None, seed=0) -> SplitDataset:
+    """Every record of the pack ``rec`` as a training source."""
+    return SplitDataset(rec, category, "train", transform, codec, val_fraction=0.0, seed=seed)
+
+
 def assert_same_items(a, b, keys):
     assert len(a) == len(b)
     for key in keys:
@@ -56,22 +63,22 @@ def test_record_dataset_equals_folder_dataset(synth, packed):
     out, _ = packed
     codec = HeatmapCodec(SIZE, 4, 2.0)
     augment = train_transform(SIZE)
-    folder = FashionAIDataset(synth, "all", "train", augment, codec, seed=4)
-    record = RecordDataset(out, "all", augment, codec, seed=4)
+    folder = SplitDataset(synth, "all", "train", augment, codec, seed=4)
+    record = records(out, "all", augment, codec, seed=4)
     assert record.annotations.image_ids == folder.annotations.image_ids
     assert record.annotations.categories == folder.annotations.categories
     np.testing.assert_array_equal(record.annotations.keypoints, folder.annotations.keypoints)
     assert_same_items(folder, record, [0, 3, (2, 1), (5, len(folder) - 1)])
     for category in ("skirt", "dress"):  # a category of an 'all' pack, evaluation items
-        folder = FashionAIDataset(synth, category, "train", test_transform(SIZE))
-        record = RecordDataset(out, category, test_transform(SIZE))
+        folder = SplitDataset(synth, category, "train", test_transform(SIZE))
+        record = records(out, category, test_transform(SIZE))
         assert record.channels == list(CATEGORY_KEYPOINTS[category])
         assert_same_items(folder, record, range(len(folder)))
 
 
 def test_record_layout(synth, packed):
     out, _ = packed
-    folder = FashionAIDataset(synth, "all", "train", check=False)
+    folder = SplitDataset(synth, "all", "train", check=False)
     reader = mx.recordio.MXIndexedRecordIO(str(index_path(out)), str(out), "r")
     header, payload = mx.recordio.unpack(reader.read_idx(reader.keys[2]))
     assert header.flag == 72 and header.id == 2
@@ -113,8 +120,8 @@ def test_any_image_format_decodes_like_read_image(tmp_path):
               "bgr.png": rng.integers(0, 256, (29, 34, 3), dtype=np.uint8)}
     _write_layout(tmp_path, images)
     pack(tmp_path, "skirt", tmp_path / "s.rec", val_fraction=0.0, progress=False)
-    folder = FashionAIDataset(tmp_path, "skirt", "train", val_fraction=0.0)
-    record = RecordDataset(tmp_path / "s.rec", "skirt")
+    folder = SplitDataset(tmp_path, "skirt", "train", val_fraction=0.0)
+    record = records(tmp_path / "s.rec", "skirt")
     for row in range(len(folder)):
         np.testing.assert_array_equal(record.load_image(row), folder.load_image(row))
     assert_same_items(folder, record, range(len(folder)))
@@ -125,15 +132,18 @@ def test_test_list_pack_has_no_keypoints(tmp_path):
     _write_layout(tmp_path, {f"{i}.jpg": rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for i in range(3)},
                   test_list=True)
     pack(tmp_path, "all", tmp_path / "test.rec", split="test", progress=False)
-    annotations, keys = read_pack_annotations(tmp_path / "test.rec")
-    assert annotations.keypoints is None and keys == [0, 1, 2]
-    folder = FashionAIDataset(tmp_path, "skirt", "test", test_transform(SIZE))
-    assert_same_items(folder, RecordDataset(tmp_path / "test.rec", "skirt", test_transform(SIZE)), range(3))
+    annotations = read_pack_annotations(tmp_path / "test.rec")
+    assert annotations.keypoints is None and annotations.file_rows.tolist() == [0, 1, 2]
+    folder = SplitDataset(tmp_path, "skirt", "test", test_transform(SIZE))
+    packed = SplitDataset(tmp_path / "test.rec", "skirt", "test", test_transform(SIZE))
+    assert_same_items(folder, packed, range(3))
+    with pytest.raises(DataError, match="a test list .* has no keypoints to train on"):
+        records(tmp_path / "test.rec")
 
 
 def test_dataloader_workers_read_the_pack(synth, packed):
     out, _ = packed
-    dataset = RecordDataset(out, "all", test_transform(SIZE))
+    dataset = records(out, "all", test_transform(SIZE))
     loaded = [b[0].asnumpy() for b in gluon.data.DataLoader(dataset, batch_size=4, num_workers=2)]
     direct = [b[0].asnumpy() for b in gluon.data.DataLoader(dataset, batch_size=4)]
     for x, y in zip(loaded, direct):
@@ -146,17 +156,17 @@ def test_bad_input(synth, packed, tmp_path):
         pack(synth, "all", tmp_path / "train.txt", progress=False)
     with pytest.raises(DataError, match=r"missing\.idx: no such file \(a pack is a \.rec file with its \.idx"):
         (tmp_path / "missing.rec").write_bytes(b"")
-        RecordDataset(tmp_path / "missing.rec")
-    with pytest.raises(DataError, match="the pack holds no records of category 'trousers'"):
+        records(tmp_path / "missing.rec")
+    with pytest.raises(DataError, match="no train rows of category 'trousers'"):
         pack(synth, "skirt", tmp_path / "skirt.rec", progress=False)
-        RecordDataset(tmp_path / "skirt.rec", "trousers")
+        records(tmp_path / "skirt.rec", "trousers")
     with pytest.raises(ValueError, match="unknown category 'hat'"):
-        RecordDataset(out, "hat")
+        records(out, "hat")
     mismatched = tmp_path / "mismatched.rec"
     mismatched.write_bytes(out.read_bytes()[8:])  # the records shifted against the index
     index_path(mismatched).write_bytes(index_path(out).read_bytes())
     with pytest.raises(DataError, match=r"mismatched\.rec: no RecordIO record starts at byte \d+"):
-        RecordDataset(mismatched)
+        records(mismatched)
 
 
 def test_corrupt_image_bytes_are_located(synth, packed, tmp_path):
@@ -172,7 +182,7 @@ def test_corrupt_image_bytes_are_located(synth, packed, tmp_path):
     data[offset:offset + len(image_bytes)] = b"\0" * len(image_bytes)
     broken.write_bytes(bytes(data))
     index_path(broken).write_bytes(index_path(out).read_bytes())
-    dataset = RecordDataset(broken)
+    dataset = records(broken)
     with pytest.raises(DataError, match=rf"broken\.rec record 1 \({image_id}\): cannot decode the image"):
         dataset[1]
 
@@ -197,5 +207,17 @@ def test_pack_cli(synth, tmp_path, capsys):
                               str(tmp_path / "t.rec"), "--split", "val", "--quiet"])
     args.func(args)
     summary = json.loads(capsys.readouterr().out)
-    assert summary["records"] == len(FashionAIDataset(synth, "trousers", "val"))
-    assert RecordDataset(tmp_path / "t.rec", "trousers").annotations.categories == ["trousers"] * summary["records"]
+    assert summary["records"] == len(SplitDataset(synth, "trousers", "val"))
+    assert records(tmp_path / "t.rec", "trousers").annotations.categories == ["trousers"] * summary["records"]
+
+
+def test_a_pack_and_a_folder_train_as_one_union(synth, packed):
+    out, summary = packed
+    answers = synth / "test" / "annotations.csv"
+    union = SplitDataset([str(out), str(answers)], "all", "train", test_transform(SIZE), val_fraction=0.0)
+    pack_rows = records(out, "all", test_transform(SIZE))
+    assert len(union) == summary["records"] + len(SplitDataset(synth, "all", "test"))
+    for key in (0, summary["records"] - 1):  # the pack's rows come first, as the pack yields them
+        for x, y in zip(pack_rows[key], union[key]):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert [source.file for source in union.annotations.sources] == [out.resolve(), answers.resolve()]

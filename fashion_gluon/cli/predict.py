@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def cmd_predict(args) -> None:
     from ..data.coco import load_coco
-    from ..data.dataset import layout_paths
+    from ..data.sources import is_test_list, test_source
     from ..data.submission import save_submission
     from ..inference.predictor import Predictor
     from ..metrics import format_table, normalized_error
@@ -31,16 +31,20 @@ def cmd_predict(args) -> None:
                           precision=args.precision, runtime=args.runtime, decode=args.decode)
     if args.images:
         return _predict_images(args, predictor)
-    data_root = data_root_of(args.data_root, args.checkpoint[0])
+    if args.test and args.split != "test":
+        raise FashionGluonError("--test names a test list; it cannot go with --split val")
+    data = args.test or data_root_of(args.data_root, args.checkpoint[0])
     tic = time.perf_counter()
-    rows, keypoints = predictor.predict_split(data_root, args.split, scores=True)
+    rows, keypoints = predictor.predict_split(data, args.split, scores=True)
     seconds = time.perf_counter() - tic
-    source, folder = layout_paths(data_root, args.split)
+    source = rows.sources[0]
     if args.format == "coco":  # ids and keypoint order of the COCO file the rows came from, if they did
-        write_results(args.out, coco_results(rows, keypoints, load_coco(source) if source.suffix == ".json" else None))
+        write_results(args.out, coco_results(rows, keypoints, load_coco(source.file) if source.file.suffix == ".json"
+                                             else None))
     else:
-        test_list = source if args.split == "test" and source.suffix == ".csv" else None  # else: rows themselves
-        save_submission(args.out, rows, keypoints[..., :2], test_list, folder)
+        listed = test_source(data, truth=False).file if args.split == "test" else None
+        test_list = listed if listed is not None and is_test_list(listed) else None  # else: the rows themselves
+        save_submission(args.out, rows, keypoints[..., :2], test_list, source.images)
     report = {"out": str(args.out), "images": len(rows), "seconds": seconds, "seconds_per_image": seconds / len(rows),
               **score_summary(rows, keypoints)}
     if rows.keypoints is not None:
@@ -125,7 +129,10 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict a split into a validated submission CSV, or any images (--images)")
     p.add_argument("--checkpoint", action="append", required=True, metavar="RUN_DIR",
                    help="a run directory; repeat for per-category models or an ensemble")
-    p.add_argument("--data-root", help="FashionAI layout root (default: the first run's)")
+    p.add_argument("--data-root", help="data-root folder of ROOT/test/test.csv (default: the first run's)")
+    p.add_argument("--test", metavar="FILE[:IMAGE_DIR]",
+                   help="the test list to predict, in any folder: a test.csv (image_id,image_category) or a COCO "
+                        "JSON (its boxes); image paths relative to IMAGE_DIR, default the file's folder")
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--out", required=True, help="submission CSV (or, with --format coco, COCO results JSON) to write")
     p.add_argument("--format", choices=("csv", "coco"), default="csv",

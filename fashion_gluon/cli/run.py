@@ -68,6 +68,14 @@ def cmd_train(args) -> None:
         raise FashionGluonError("train needs --out RUN_DIR (or --resume RUN_DIR)")
     if not args.resume and not args.category:
         raise FashionGluonError("train needs --category")
+    if args.train:
+        if args.resume:
+            raise FashionGluonError("--resume trains on the run's own sources (data.train_files in its config.yaml); "
+                                    "drop --train")
+        from ..data.layout import parse_source
+        config["data"]["train_files"] = [str(parse_source(spec)) for spec in args.train]
+    elif not args.resume and not args.data_root and not config["data"]["train_files"]:
+        raise FashionGluonError("train needs --data-root ROOT or --train FILE[:IMAGE_DIR] (repeat for more sources)")
     record = fit(args.data_root, args.category, out, config, resume=bool(args.resume),
                  init_from=args.init_from, ctx=parse_ctx(args.ctx))
     print(json.dumps({k: v for k, v in record.items() if not k.startswith("val_per")}))
@@ -159,7 +167,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model of one category (or all)")
-    p.add_argument("--data-root", required=True)
+    p.add_argument("--data-root", help="data-root folder: trains on ROOT/train/Annotations/train.csv")
+    p.add_argument("--train", action="append", metavar="FILE[:IMAGE_DIR]",
+                   help="a training source instead: a FashionAI CSV (train.csv, annotations.csv, a test set's "
+                        "answers), a COCO JSON or a pack (.rec); repeat to train on their union; image paths are "
+                        "relative to IMAGE_DIR, default the file's folder (its parent for an Annotations/ folder)")
     p.add_argument("--category", help="a category of the run's schema, or all")
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("--out", help="run directory")

@@ -43,9 +43,9 @@ def cmd_launch(args) -> None:
 
 
 def cmd_pack(args) -> None:
-    from ..data.recordio import pack
+    from ..data.packing import pack
 
-    summary = pack(args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
+    summary = pack(args.train or args.data_root, args.category, args.out, args.split, args.val_fraction, args.split_seed,
                    "skip" if args.skip_bad_images else "error", progress=not args.quiet, schema=args.schema)
     print(json.dumps(summary))
 
@@ -87,8 +87,10 @@ def register(sub) -> None:
                    help="the fashion-gluon command each worker runs, after --")
     p.set_defaults(func=cmd_launch)
 
-    p = sub.add_parser("pack", help="pack a split into an indexed RecordIO file (.rec + .idx)")
-    p.add_argument("--data-root", required=True)
+    p = sub.add_parser("pack", help="pack a split into an indexed RecordIO file (.rec + .idx) that train --train reads")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data-root", help="data-root folder (its train/ or test/ split)")
+    data.add_argument("--train", action="append", metavar="FILE[:IMAGE_DIR]", help="training sources, as for train")
     p.add_argument("--category", required=True, help="a category of the schema, or all")
     p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--out", required=True, help="the .rec file (its .idx is written beside it)")

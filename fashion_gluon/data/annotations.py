@@ -16,7 +16,7 @@ import csv
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import DataError, quoted, shorten
 from ..fileio import atomic_write
 from ..schema import ID_COLUMNS, KeypointSchema, load_schema
+from .layout import Source
 
 ABSENT_CELL = "-1_-1_-1"
 TEST_LIST_COLUMNS: tuple[str, ...] = ID_COLUMNS
@@ -48,16 +49,24 @@ _CELL_MESSAGES = {
 
 @dataclass
 class Annotations:
-    """Rows of a FashionAI-layout CSV (or a COCO file) under a keypoint ``schema``.
-    ``keypoints`` (N, K, 3) is None for a test list (test.csv). ``file_rows`` (set by the readers,
-    kept by :meth:`subset`) are the rows' 1-based spreadsheet rows in the file they were read
-    from, for error messages; None means the rows in order after a header."""
+    """Annotated objects (rows) of one or more files under a keypoint ``schema``.
+
+    ``image_ids`` are image paths as the file writes them (relative to the row's image folder);
+    ``keypoints`` (N, K, 3) is None for a test list (test.csv). ``boxes`` (N, 4) are each object's
+    box ``(x0, y0, x1, y1)`` in original pixels (NaN: none given; None: no row has one).
+    ``sources`` and ``origin`` say which :class:`~.layout.Source` each row came from (its file
+    and image folder; empty: the caller knows the folder). ``file_rows`` are the rows' 1-based
+    spreadsheet rows (or entry numbers) in their file, for error messages; None means the rows
+    in order after a header. :meth:`subset` keeps all of them."""
 
     image_ids: list[str]
     categories: list[str]
     keypoints: "np.ndarray | None" = None
     schema: KeypointSchema = field(default_factory=load_schema)
     file_rows: "np.ndarray | None" = field(default=None, compare=False, repr=False)
+    boxes: "np.ndarray | None" = field(default=None, compare=False, repr=False)
+    sources: "tuple[Source, ...]" = field(default=(), compare=False, repr=False)
+    origin: "np.ndarray | None" = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -65,14 +74,61 @@ class Annotations:
     def subset(self, rows: "np.ndarray | list[int]") -> "Annotations":
         """The rows ``rows`` (indices) as a new Annotations."""
         rows = np.asarray(rows, dtype=np.int64)
-        kps = None if self.keypoints is None else self.keypoints[rows]
-        file_rows = None if self.file_rows is None else self.file_rows[rows]
-        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows], kps, self.schema,
-                           file_rows)
+
+        def pick(values):
+            return None if values is None else values[rows]
+        return Annotations([self.image_ids[r] for r in rows], [self.categories[r] for r in rows],
+                           pick(self.keypoints), self.schema, pick(self.file_rows), pick(self.boxes), self.sources,
+                           pick(self.origin))
+
+    def from_source(self, source: Source) -> "Annotations":
+        """These rows, all read from ``source``."""
+        return replace(self, sources=(source,), origin=np.zeros(len(self), dtype=np.int64))
+
+    def source(self, index: int) -> "Source | None":
+        """The source row ``index`` was read from (None when unknown)."""
+        return self.sources[int(self.origin[index])] if self.sources else None
+
+    def image_path(self, index: int, folder: "str | os.PathLike | None" = None) -> Path:
+        """The image file of row ``index``: in its source's image folder, else in ``folder``."""
+        source = self.source(index)
+        if source is None and folder is None:
+            raise ValueError("these rows know no image folder; pass folder")
+        return (source.images if source is not None else Path(folder)) / self.image_ids[index]
+
+    def file_of(self, index: int, default: "str | os.PathLike | None" = None) -> "Path | None":
+        """The annotation file row ``index`` was read from (``default`` when unknown)."""
+        source = self.source(index)
+        return source.file if source is not None else (Path(default) if default is not None else None)
 
     def file_row(self, index: int) -> int:
         """The spreadsheet row of row ``index`` in the file it was read from."""
         return int(self.file_rows[index]) if self.file_rows is not None else index + 2
+
+
+def concat(parts: "Sequence[Annotations]") -> Annotations:
+    """The rows of ``parts`` (same schema, each with its sources) one after the other."""
+    if not parts:
+        raise ValueError("concat needs at least one Annotations")
+    schema = parts[0].schema
+    sources: list[Source] = []
+    origins, boxes = [], []
+    for part in parts:
+        offset = len(sources)
+        sources += list(part.sources)
+        origins.append(part.origin + offset if part.origin is not None else np.full(len(part), -1))
+        boxes.append(part.boxes if part.boxes is not None else np.full((len(part), 4), np.nan))
+    if any((o < 0).any() for o in origins):
+        raise ValueError("concat needs rows that know their source (Annotations.from_source)")
+    known = [p.keypoints is not None for p in parts]
+    if any(known) and not all(known):
+        raise ValueError("concat cannot mix annotated rows with a test list")
+    return Annotations(sum((p.image_ids for p in parts), []), sum((p.categories for p in parts), []),
+                       np.concatenate([p.keypoints for p in parts]) if all(known) else None, schema,
+                       np.concatenate([p.file_rows if p.file_rows is not None else np.arange(len(p)) + 2
+                                       for p in parts]),
+                       np.concatenate(boxes) if any(p.boxes is not None for p in parts) else None,
+                       tuple(sources), np.concatenate(origins).astype(np.int64))
 
 
 def format_cell(x: float, y: float, v: int) -> str:
@@ -341,7 +397,7 @@ def read_image_list(path: "str | os.PathLike", schema: "KeypointSchema | str | N
     return Annotations(table.image_ids, table.categories, None, schema, table.rows)
 
 
-__all__ = ["Annotations", "ABSENT_CELL", "TEST_LIST_COLUMNS", "format_cell", "write_annotations",
+__all__ = ["Annotations", "concat", "ABSENT_CELL", "TEST_LIST_COLUMNS", "format_cell", "write_annotations",
            "read_annotations", "read_image_list", "read_table", "identity_problems", "keypoint_values",
            "cell_codes", "cell_problems", "raise_first", "file_order", "duplicate_problems", "Table",
            "require_rows"]

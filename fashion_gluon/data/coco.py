@@ -1,8 +1,11 @@
 """COCO keypoint files (``images``, ``annotations`` with ``keypoints`` triplets and
 ``category_id``, ``categories`` with ``keypoints`` names and ``skeleton``) as :class:`Annotations`.
 
-One annotated object per image (a product photo of one garment); ``file_name`` becomes the
-``image_id`` (relative to the split folder). COCO's visibility 0 / 1 / 2 (not labelled /
+Each annotation is one object (a row): a photo may hold several (a top and a skirt), each with
+its category, its ``bbox`` (the box the object is cropped by, see
+:class:`~.dataset.KeypointDataset`) and its keypoints; ``file_name`` becomes the ``image_id``
+(relative to the image folder). Annotations without ``keypoints`` (boxes to predict in) and a
+file of images without annotations (whole images, one category) are test lists. COCO's visibility 0 / 1 / 2 (not labelled /
 labelled, not visible / visible) becomes v = −1 / 0 / 1. Each COCO category's keypoints are
 mapped into the schema by name, so the file may list them in any order; without a schema
 file the schema is made from the file's categories (flip pairs from left/right names, printed
@@ -93,7 +96,8 @@ def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" =
             raise DataError(f"keypoint {unknown[0]!r} is not in schema {schema.name!r}", path, None, where)
         columns[cat.get("id")] = (cat["name"], [index[k] for k in cat["keypoints"]])
     files = {img.get("id"): img.get("file_name") for img in doc["images"] if isinstance(img, dict)}
-    rows: dict[str, tuple[str, np.ndarray]] = {}
+    ids, categories, points, boxes, entries = [], [], [], [], []
+    labelled = False
     for n, ann in enumerate(doc["annotations"]):
         where = f"annotations[{n}]"
         if not isinstance(ann, dict) or ann.get("image_id") not in files:
@@ -101,51 +105,87 @@ def read_coco(path: "str | os.PathLike", schema: "KeypointSchema | str | None" =
         if ann.get("category_id") not in columns:
             raise DataError(f"category_id {ann.get('category_id')!r} names no entry of 'categories'", path, None, where)
         category, targets = columns[ann["category_id"]]
-        triplets = ann.get("keypoints")
-        if (not isinstance(triplets, list) or len(triplets) != 3 * len(targets)
-                or not all(isinstance(v, (int, float)) for v in triplets)):
-            raise DataError(f"'keypoints' must be {3 * len(targets)} numbers (x, y, v for each of "
-                            f"{category!r}'s keypoints)", path, None, f"{where}.keypoints")
-        values = np.asarray(triplets, dtype=np.float64).reshape(-1, 3)
-        if not set(values[:, 2].tolist()) <= set(VISIBILITY):
-            raise DataError("visibility must be 0, 1 or 2", path, None, f"{where}.keypoints")
-        image_id = str(files[ann["image_id"]])
-        if image_id in rows:
-            raise DataError(f"image {image_id!r} has a second annotation; one object per image is supported",
-                            path, None, where)
         keypoints = np.full((schema.num_keypoints, 3), -1.0)
-        v = np.vectorize(VISIBILITY.get)(values[:, 2])
-        keypoints[targets] = np.where(v[:, None] < 0, -1.0, np.column_stack([values[:, :2], v]))
-        rows[image_id] = (category, keypoints)
-    ids = list(rows)
-    return Annotations(ids, [rows[i][0] for i in ids],
-                       np.stack([rows[i][1] for i in ids]).astype(np.float32) if ids else
-                       np.zeros((0, schema.num_keypoints, 3), np.float32), schema)
+        if ann.get("keypoints") is not None:
+            keypoints[targets] = _keypoints(ann["keypoints"], targets, category, path, where)
+            labelled = True
+        ids.append(str(files[ann["image_id"]]))
+        categories.append(category)
+        points.append(keypoints)
+        boxes.append(_box(ann.get("bbox"), path, where))
+        entries.append(n)
+    if not doc["annotations"]:
+        ids, categories, entries = _unannotated_images(doc, schema, path)
+        boxes = [np.full(4, np.nan)] * len(ids)
+    kps = np.stack(points).astype(np.float32) if labelled else None
+    return Annotations(ids, categories, kps, schema, np.asarray(entries, dtype=np.int64),
+                       np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+
+
+def _keypoints(triplets: Any, targets: list[int], category: str, path: Path, where: str) -> np.ndarray:
+    """(len(targets), 3) rows (x, y, v) of an annotation's COCO ``keypoints`` triplets."""
+    if (not isinstance(triplets, list) or len(triplets) != 3 * len(targets)
+            or not all(isinstance(v, (int, float)) for v in triplets)):
+        raise DataError(f"'keypoints' must be {3 * len(targets)} numbers (x, y, v for each of "
+                        f"{category!r}'s keypoints)", path, None, f"{where}.keypoints")
+    values = np.asarray(triplets, dtype=np.float64).reshape(-1, 3)
+    if not set(values[:, 2].tolist()) <= set(VISIBILITY):
+        raise DataError("visibility must be 0, 1 or 2", path, None, f"{where}.keypoints")
+    v = np.vectorize(VISIBILITY.get)(values[:, 2])
+    return np.where(v[:, None] < 0, -1.0, np.column_stack([values[:, :2], v]))
+
+
+def _box(bbox: Any, path: Path, where: str) -> np.ndarray:
+    """COCO ``bbox`` [x, y, w, h] as (x0, y0, x1, y1); NaN when the annotation has none."""
+    if bbox is None or bbox == []:
+        return np.full(4, np.nan)
+    if (not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox)
+            or bbox[2] <= 0 or bbox[3] <= 0):
+        raise DataError("'bbox' must be [x, y, width, height] with positive width and height", path, None,
+                        f"{where}.bbox")
+    x, y, w, h = (float(v) for v in bbox)
+    return np.array([x, y, x + w, y + h])
+
+
+def _unannotated_images(doc: dict, schema: KeypointSchema, path: Path) -> tuple[list[str], list[str], list[int]]:
+    """A file of images alone (a test list): one whole-image row per image, of the schema's only category."""
+    if len(schema.categories) != 1:
+        raise DataError(f"the file lists no annotations; to predict, give each object an annotation with its "
+                        f"category_id (and bbox), since schema {schema.name!r} has {len(schema.categories)} "
+                        f"categories", path)
+    names = [str(img.get("file_name")) for img in doc["images"] if isinstance(img, dict)]
+    return names, [schema.category_names[0]] * len(names), list(range(len(names)))
 
 
 def write_coco(path: "str | os.PathLike", annotations: Annotations, image_sizes: "np.ndarray | None" = None) -> None:
-    """Write ``annotations`` (with keypoints) as a COCO keypoint file, atomically; ``image_sizes``
-    (N, 2) as (H, W) fill each image's height and width."""
+    """Write ``annotations`` (with keypoints) as a COCO keypoint file, atomically: one image entry
+    per distinct image_id, one annotation per row (with its ``bbox`` when the row has a box);
+    ``image_sizes`` (N, 2) as (H, W) per row fill each image's height and width."""
     schema = annotations.schema
     categories = [{"id": n + 1, "name": name, "keypoints": [schema.keypoints[k] for k in members],
                    "skeleton": [[members.index(a) + 1, members.index(b) + 1] for a, b in schema.skeleton
                                 if a in members and b in members]}
                   for n, (name, members) in enumerate(schema.categories.items())]
     category_id = {c["name"]: c["id"] for c in categories}
-    images, anns = [], []
+    images: dict[str, dict] = {}
+    anns = []
     for n, (image_id, category) in enumerate(zip(annotations.image_ids, annotations.categories)):
-        entry = {"id": n + 1, "file_name": image_id}
+        entry = images.setdefault(image_id, {"id": len(images) + 1, "file_name": image_id})
         if image_sizes is not None:
             entry.update(height=int(image_sizes[n][0]), width=int(image_sizes[n][1]))
-        images.append(entry)
         triplets = []
         for k in schema.categories[category]:
             x, y, v = (float(t) for t in annotations.keypoints[n, k])
             triplets += [0, 0, 0] if v < 0 else [round(x, 2), round(y, 2), int(v) + 1]
-        anns.append({"id": n + 1, "image_id": n + 1, "category_id": category_id[category], "keypoints": triplets,
-                     "num_keypoints": sum(1 for t in triplets[2::3] if t > 0)})
+        ann = {"id": n + 1, "image_id": entry["id"], "category_id": category_id[category], "keypoints": triplets,
+               "num_keypoints": sum(1 for t in triplets[2::3] if t > 0), "iscrowd": 0}
+        if annotations.boxes is not None and np.isfinite(annotations.boxes[n]).all():
+            x0, y0, x1, y1 = (float(v) for v in annotations.boxes[n])
+            ann.update(bbox=[round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                       area=round((x1 - x0) * (y1 - y0), 2))
+        anns.append(ann)
     with atomic_write(path) as handle:
-        json.dump({"images": images, "annotations": anns, "categories": categories}, handle)
+        json.dump({"images": list(images.values()), "annotations": anns, "categories": categories}, handle)
 
 
 __all__ = ["read_coco", "write_coco", "schema_from_coco", "coco_schema", "load_coco", "VISIBILITY"]

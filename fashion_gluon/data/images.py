@@ -150,7 +150,7 @@ def outside_image(points: np.ndarray, sizes: np.ndarray, tolerance: float = 0.5)
     return (x < -tolerance) | (y < -tolerance) | (x > width - 1 + tolerance) | (y > height - 1 + tolerance)
 
 
-def _read_sizes(annotations: "Annotations", split_dir: Path) -> tuple[np.ndarray, list[DataError | None]]:
+def _read_sizes(annotations: "Annotations", split_dir: "Path | None") -> tuple[np.ndarray, list[DataError | None]]:
     """Header sizes (N, 2) of every row's image (0 where unreadable) and the per-row read errors."""
     sizes = np.zeros((len(annotations), 2), dtype=np.int64)
     errors: list[DataError | None] = [None] * len(annotations)
@@ -158,14 +158,16 @@ def _read_sizes(annotations: "Annotations", split_dir: Path) -> tuple[np.ndarray
                 disable=len(annotations) <= PROGRESS_MIN_ROWS)
     for index in rows:
         try:
-            sizes[index] = image_size(split_dir / annotations.image_ids[index])
+            sizes[index] = image_size(annotations.image_path(index, split_dir))
         except DataError as exc:
-            errors[index] = DataError(exc.reason, exc.path, annotations.file_row(index), "image_id")
+            file = annotations.file_of(index)
+            reason = exc.reason if file is None else f"{exc.reason} (listed in {file})"
+            errors[index] = DataError(reason, exc.path, annotations.file_row(index), "image_id")
     return sizes, errors
 
 
 def _first_outside(annotations: "Annotations", sizes: np.ndarray, readable: np.ndarray,
-                   split_dir: Path) -> tuple[np.ndarray, list[DataError | None]]:
+                   split_dir: "Path | None") -> tuple[np.ndarray, list[DataError | None]]:
     """Rows with an annotated keypoint outside their image, and an error naming the first such keypoint."""
     errors: list[DataError | None] = [None] * len(annotations)
     if annotations.keypoints is None:
@@ -177,13 +179,14 @@ def _first_outside(annotations: "Annotations", sizes: np.ndarray, readable: np.n
         (x, y), (height, width) = kps[index, k, :2], sizes[index]
         errors[index] = DataError(
             f"keypoint ({x:g}, {y:g}) lies outside the image of {height}×{width} (H×W) pixels",
-            split_dir / annotations.image_ids[index], annotations.file_row(index), annotations.schema.keypoints[k])
+            annotations.image_path(index, split_dir), annotations.file_row(index), annotations.schema.keypoints[k])
     return bad.any(axis=1), errors
 
 
-def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
+def check_images(annotations: "Annotations", split_dir: "str | os.PathLike | None" = None,
                  on_error: str = "error") -> tuple[np.ndarray, np.ndarray]:
-    """Check that every row's image ``split_dir / image_id`` is readable and holds its keypoints.
+    """Check that every row's image (:meth:`Annotations.image_path`, in its source's image folder or
+    ``split_dir``) is readable and holds its keypoints.
 
     Reads only image headers. Every annotated keypoint (v = 0 or 1) must lie
     inside the image, within 0.5 px of rounding. A failure is a DataError naming
@@ -196,7 +199,7 @@ def check_images(annotations: "Annotations", split_dir: "str | os.PathLike",
     """
     if on_error not in ("error", "skip"):
         raise ValueError(f"on_error must be 'error' or 'skip', got {on_error!r}")
-    split_dir = Path(split_dir)
+    split_dir = Path(split_dir) if split_dir is not None else None
     sizes, read_errors = _read_sizes(annotations, split_dir)
     readable = np.array([e is None for e in read_errors], dtype=bool)
     outside, outside_errors = _first_outside(annotations, sizes, readable, split_dir)

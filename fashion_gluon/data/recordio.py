@@ -1,7 +1,7 @@
-"""RecordIO packs of a FashionAI split, and :class:`RecordDataset` reading them.
+"""RecordIO packs of a split, a training source like any annotation file (``--train PACK.rec``).
 
 A pack is MXNet's indexed RecordIO pair ``PREFIX.rec`` + ``PREFIX.idx`` (as written by
-``im2rec``), one record per annotation row of the split, in :func:`load_split` order:
+``im2rec``), one record per annotation row of the split, in :func:`~.sources.load_split` order:
 
 * header (``mx.recordio.IRHeader``): ``label`` = the row's K keypoints of the schema as 3K float32
   ``(x, y, v)`` in original image pixels (v = 1 visible, 0 occluded, −1 absent; a row without
@@ -11,9 +11,10 @@ A pack is MXNet's indexed RecordIO pair ``PREFIX.rec`` + ``PREFIX.idx`` (as writ
   file's bytes unchanged (decoded by :func:`~fashion_gluon.data.images.decode_image`, exactly
   like :func:`~fashion_gluon.data.images.read_image` decodes the file).
 
-:class:`RecordDataset` reads every record's header and image_id (not the images) when it
-opens, so it knows the annotations like :class:`~.dataset.FashionAIDataset`, and yields the
-very same items for the same rows, transform, codec and seed.
+:func:`read_pack_annotations` reads every record's header and image_id (not the images), so a
+pack is read as :class:`~.annotations.Annotations` whose ``file_rows`` are the record keys;
+:class:`PackReader` reads a record's image, so a :class:`~.dataset.KeypointDataset` over a pack
+yields the very same items as over the packed images, for the same rows, transform, codec and seed.
 """
 from __future__ import annotations
 
@@ -24,14 +25,11 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import DataError
-from ..fileio import atomic_path
-from ..schema import ALL, KeypointSchema, load_schema
+from ..schema import KeypointSchema, load_schema
 from .annotations import Annotations
-from .dataset import KeypointDataset, load_split
-from .images import check_images, decode_image
+from .images import decode_image
 
 _RECORD_HEAD = struct.Struct("<II")  # RecordIO: magic, (continuation flag << 29) | length
 _MAGIC = 0xCED7230A
@@ -65,33 +63,6 @@ def decode_payload(payload: bytes) -> tuple[str, bytes]:
     return payload[start:start + length].decode("utf-8"), payload[start + length:]
 
 
-def pack(data_root: "str | os.PathLike", category: str, out: "str | os.PathLike", split: str = "train",
-         val_fraction: float = 0.1, split_seed: int = 0, on_bad_image: str = "error",
-         progress: bool = True, schema: "KeypointSchema | str | None" = None) -> dict:
-    """Pack ``split`` of ``category`` (``all``: every category) of a FashionAI layout into
-    ``out`` (a ``.rec`` path) and its ``.idx``, atomically. Images are checked first like
-    :class:`~.dataset.FashionAIDataset` does (``on_bad_image`` = error | skip).
-    Returns ``{"records", "rec", "idx", "bytes"}``."""
-    out = Path(out)
-    if out.suffix != ".rec":
-        raise DataError("the output of pack must be a .rec file", out)
-    annotations, folder = load_split(data_root, split, category, val_fraction, split_seed, schema)
-    categories = annotations.schema.category_names
-    kept, _ = check_images(annotations, folder, on_error=on_bad_image)
-    annotations = annotations.subset(kept)
-    with atomic_path(index_path(out)) as idx_tmp, atomic_path(out) as rec_tmp:
-        writer = mx.recordio.MXIndexedRecordIO(str(idx_tmp), str(rec_tmp), "w")
-        with contextlib.closing(writer):
-            for index in tqdm(range(len(annotations)), desc=f"pack {out.name}", unit="img",
-                              disable=not progress):
-                image_id = annotations.image_ids[index]
-                keypoints = None if annotations.keypoints is None else annotations.keypoints[index]
-                writer.write_idx(index, encode_record(index, image_id, categories.index(annotations.categories[index]),
-                                                      keypoints, (folder / image_id).read_bytes()))
-    return {"records": len(annotations), "rec": str(out), "idx": str(index_path(out)),
-            "bytes": out.stat().st_size}
-
-
 def _read_meta(handle, position: int, rec: Path, label_size: int) -> tuple[mx.recordio.IRHeader, str]:
     """(header, image_id) of the record at byte ``position`` of the open ``.rec`` file,
     reading only their bytes."""
@@ -109,11 +80,10 @@ def _read_meta(handle, position: int, rec: Path, label_size: int) -> tuple[mx.re
     return header, image_id
 
 
-def read_pack_annotations(rec: "str | os.PathLike", schema: "KeypointSchema | str | None" = None
-                          ) -> tuple[Annotations, list[int]]:
-    """(annotations of every record, their record keys) of the pack ``rec`` (packed under
-    ``schema``, default FashionAI's), from the record headers alone. Raises DataError for
-    missing files or records that are not a pack's."""
+def read_pack_annotations(rec: "str | os.PathLike", schema: "KeypointSchema | str | None" = None) -> Annotations:
+    """The annotations of every record of the pack ``rec`` (packed under ``schema``, default
+    FashionAI's; ``file_rows`` = the record keys), from the record headers alone. Raises
+    DataError for missing files or records that are not a pack's."""
     rec, schema = Path(rec), load_schema(schema)
     label_size = 3 * schema.num_keypoints
     for path in (rec, index_path(rec)):
@@ -132,32 +102,22 @@ def read_pack_annotations(rec: "str | os.PathLike", schema: "KeypointSchema | st
     if flags == {label_size}:
         keypoints = np.stack([header.label for header, _ in metas]).reshape(-1, schema.num_keypoints, 3)
     categories = [schema.category_names[int(header.id2)] for header, _ in metas]
-    return Annotations([image_id for _, image_id in metas], categories, keypoints, schema), list(reader.keys)
+    return Annotations([image_id for _, image_id in metas], categories, keypoints, schema,
+                       np.asarray(reader.keys, dtype=np.int64))
 
 
-class RecordDataset(KeypointDataset):
-    """The records of a pack (see :func:`pack`) of ``category`` as a dataset whose items equal
-    those of :class:`~.dataset.FashionAIDataset` for the same rows, transform, codec and seed.
-    ``category`` other than ``all`` keeps only that category's records."""
+class PackReader:
+    """Reads the images of a pack's records by key."""
 
-    def __init__(self, rec: "str | os.PathLike", category: str = ALL, transform=None, codec=None,
-                 seed: int = 0, schema: "KeypointSchema | str | None" = None):
+    def __init__(self, rec: "str | os.PathLike"):
         self.rec = Path(rec)
-        annotations, keys = read_pack_annotations(self.rec, schema)
-        annotations.schema.check_category(category)
-        if category != ALL:
-            rows = [i for i, c in enumerate(annotations.categories) if c == category]
-            if not rows:
-                raise DataError(f"the pack holds no records of category {category!r}", self.rec)
-            annotations, keys = annotations.subset(rows), [keys[i] for i in rows]
-        super().__init__(annotations, category, transform, codec, seed)
-        self.keys = keys
         self.reader = mx.recordio.MXIndexedRecordIO(str(index_path(self.rec)), str(self.rec), "r")
 
-    def load_image(self, row: int) -> np.ndarray:
-        _, payload = mx.recordio.unpack(self.reader.read_idx(self.keys[row]))
+    def image(self, key: int) -> np.ndarray:
+        """The uint8 RGB image (H, W, 3) of record ``key``."""
+        _, payload = mx.recordio.unpack(self.reader.read_idx(key))
         image_id, image_bytes = decode_payload(payload)
-        return decode_image(image_bytes, f"{self.rec} record {self.keys[row]} ({image_id})")
+        return decode_image(image_bytes, f"{self.rec} record {key} ({image_id})")
 
 
-__all__ = ["pack", "RecordDataset", "read_pack_annotations", "encode_record", "decode_payload", "index_path"]
+__all__ = ["PackReader", "read_pack_annotations", "encode_record", "decode_payload", "index_path"]

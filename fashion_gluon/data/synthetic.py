@@ -53,6 +53,7 @@ from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
 from ..schema import load_schema
 from .annotations import Annotations, write_annotations
+from .layout import TEST_LIST, TEST_TRUTH, TRAIN_CSV, root_source
 
 #: This drawer makes FashionAI's garments: its schema, by name (see schemas/fashionai.yaml).
 FASHIONAI = load_schema("fashionai")
@@ -572,8 +573,9 @@ def _annotate(garment: Garment, category: str, size: tuple[int, int],
 
 
 @dataclass
-class Sample:
-    """One rendered image with its annotation and the masks used to make it."""
+class Rendering:
+    """One drawn image with its annotation and the masks used to make it (not a
+    :class:`~.transforms.Sample`, which is an image on its way through the augmentations)."""
 
     image: np.ndarray           # (H, W, 3) uint8 RGB
     keypoints: np.ndarray       # (24, 3) float32 (x, y, v), as written to the CSV
@@ -582,7 +584,7 @@ class Sample:
     occluder_mask: np.ndarray   # (H, W) uint8, 255 on the occluder
 
 
-def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512)) -> Sample:
+def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512)) -> Rendering:
     """Draw one garment of ``category`` into an image of ``image_size`` = (H, W)."""
     size = _check_size(image_size)
     garment = sample_garment(category, rng)
@@ -594,7 +596,7 @@ def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int
     occluder = _occlude(rng, image, np.stack([garment.points[k] for k in rows]), extent_px)
     image = _lighting(rng, image)
     keypoints, raw = _annotate(garment, category, size, occluder)
-    return Sample(image, keypoints, raw, garment_mask, occluder)
+    return Rendering(image, keypoints, raw, garment_mask, occluder)
 
 
 def draw_garment(category: str, rng: np.random.Generator,
@@ -675,9 +677,8 @@ def _annotations(results: list[tuple[str, np.ndarray]], tasks: list[_Task]) -> A
 def ensure_dataset(root: "str | os.PathLike", **kwargs) -> "dict | None":
     """``generate_dataset(root, **kwargs)`` unless ``root`` already holds a FashionAI training
     split (real or synthetic data alike are then left untouched and None is returned)."""
-    from .dataset import layout_paths  # imports mxnet, which generating data does not need
     try:
-        layout_paths(root, "train")
+        root_source(root, "train")
     except DataError:
         return generate_dataset(root, **kwargs)
     return None
@@ -710,9 +711,9 @@ def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: i
     results = _run(tasks["train"] + tasks["test"], int(workers), progress)
     train = _annotations(results[:len(tasks["train"])], tasks["train"])
     test = _annotations(results[len(tasks["train"]):], tasks["test"])
-    write_annotations(Path(root, "train", "Annotations", "train.csv"), train)
-    write_annotations(Path(root, "test", "test.csv"), Annotations(test.image_ids, test.categories))
-    write_annotations(Path(root, "test", "annotations.csv"), test)
+    write_annotations(Path(root, TRAIN_CSV), train)
+    write_annotations(Path(root, TEST_LIST), Annotations(test.image_ids, test.categories))
+    write_annotations(Path(root, TEST_TRUTH), test)
     seconds = time.perf_counter() - start
     return {"root": str(root),
             "train": {c: n_train for c in CATEGORIES}, "test": {c: n_test for c in CATEGORIES},
@@ -720,5 +721,5 @@ def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: i
             "images_per_second": len(results) / seconds if seconds > 0 else float("inf")}
 
 
-__all__ = ["Garment", "Sample", "sample_garment", "render_sample", "draw_garment",
+__all__ = ["Garment", "Rendering", "sample_garment", "render_sample", "draw_garment",
            "generate_dataset", "image_name", "split_counts"]

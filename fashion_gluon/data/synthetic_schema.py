@@ -27,6 +27,7 @@ from ..fileio import atomic_path
 from ..schema import KeypointSchema, load_schema
 from .annotations import Annotations, write_annotations
 from .coco import write_coco
+from .layout import ROOT_FILES, TEST_LIST, TEST_TRUTH, TRAIN_CSV
 
 FORMATS = ("coco", "csv")
 SIZE_RANGE = (112, 192)  # image sides, pixels
@@ -121,12 +122,12 @@ def generate_schema_dataset(root: "str | os.PathLike", schema: "KeypointSchema |
     for split, (ids, categories, points, sizes) in splits.items():
         rows = Annotations(ids, categories, np.stack(points).astype(np.float32), schema)
         if fmt == "coco":
-            write_coco(root / split / "annotations.json", rows, np.array(sizes))
+            write_coco(root / ROOT_FILES[split][1], rows, np.array(sizes))
         elif split == "train":
-            write_annotations(root / "train" / "Annotations" / "train.csv", rows)
+            write_annotations(root / TRAIN_CSV, rows)
         else:
-            write_annotations(root / "test" / "annotations.csv", rows)
-            write_annotations(root / "test" / "test.csv", Annotations(ids, categories, None, schema))
+            write_annotations(root / TEST_TRUTH, rows)
+            write_annotations(root / TEST_LIST, Annotations(ids, categories, None, schema))
     return {"root": str(root), "schema": schema.name, "format": fmt,
             "train": len(splits["train"][0]), "test": len(splits["test"][0])}
 

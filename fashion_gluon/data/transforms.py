@@ -132,6 +132,27 @@ def crop(sample: Sample, box: Box) -> Sample:
     return _move(sample, delta, (y1 - y0, x1 - x0))
 
 
+#: How much an object's box is enlarged about its centre before it is cropped (top-down keypoint
+#: models' usual padding: the garment's edges and a little context stay in the frame).
+BOX_MARGIN = 1.25
+
+
+def crop_to_box(sample: Sample, box: "Sequence[float]", margin: float = BOX_MARGIN,
+                aspect: "float | None" = None) -> Sample:
+    """Crop the frame to ``box`` = (x0, y0, x1, y1) (pixel centres of its corner pixels), enlarged
+    by ``margin`` about its centre and widened (never narrowed) to ``aspect`` = W / H, so a later
+    resize to that aspect does not distort it; the crop may leave the image."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    width, height = (x1 - x0 + 1.0) * margin, (y1 - y0 + 1.0) * margin
+    if aspect:
+        width, height = max(width, height * aspect), max(height, width / aspect)
+    size = (max(1, int(round(height))), max(1, int(round(width))))
+    centre_x, centre_y = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    delta = np.array([[1.0, 0.0, (size[1] - 1) / 2.0 - centre_x], [0.0, 1.0, (size[0] - 1) / 2.0 - centre_y],
+                      [0.0, 0.0, 1.0]])
+    return _move(sample, delta, size)
+
+
 def resize(sample: Sample, size: Size, keep_aspect: bool = False) -> Sample:
     """Scale the frame to ``size`` (H, W); with ``keep_aspect`` scale uniformly and centre it
     (letterbox: the padding shows Warp's border value)."""

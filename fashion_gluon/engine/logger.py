@@ -19,6 +19,14 @@ class RunLogger:
     def step(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
 
+    def sources(self, counts: list, train: int, val: int) -> None:
+        """One line naming each training source with its images and objects, and the split sizes."""
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps({"sources": [{"file": str(source.file), "images": str(source.images),
+                                                  "image_count": images, "objects": objects}
+                                                 for source, images, objects in counts],
+                                     "train_objects": train, "val_objects": val}) + "\n")
+
     def epoch(self, record: dict) -> None:
         with open(self.run_dir / LOG, "a") as handle:
             handle.write(json.dumps(record) + "\n")

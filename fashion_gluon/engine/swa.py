@@ -24,7 +24,7 @@ from ..config import validate
 from ..fileio import write_json
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import SWA_DIR, SWA_RESULT, load_state, run_config
+from ..runs import SWA_DIR, SWA_RESULT, load_state, recorded_root, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .schedule import swa_schedule
 from .train import run_epoch
@@ -88,7 +88,7 @@ def recalibrate_batchnorm(net: gluon.HybridBlock, batches, ctx: Sequence[mx.Cont
     return count
 
 
-def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "str | os.PathLike | None" = None,
+def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike | None", out: "str | os.PathLike | None" = None,
             cycles: "int | None" = None, cycle_epochs: "int | None" = None, lr_max: "float | None" = None,
             lr_min: "float | None" = None, bn_images: "int | None" = None,
             ctx: Sequence[mx.Context] = (mx.cpu(),), progress: bool = True) -> dict:
@@ -135,7 +135,7 @@ def run_swa(run_dir: "str | os.PathLike", data_root: "str | os.PathLike", out: "
               "seconds": time.time() - tic}
     save_checkpoint(out, net, None, {"epoch": first + cycles * cycle_epochs, "category": category,
                                      "best_ne": after, "swa": result,
-                                     "data_root": str(Path(data_root).resolve())}, config)
+                                     "data_root": recorded_root(data_root)}, config)
     save_best(out, net, {"epoch": first + cycles * cycle_epochs, "ne": after})
     write_json(out / SWA_RESULT, result)
     return result

@@ -23,10 +23,11 @@ from tqdm import tqdm
 
 from ..build import build_eval_dataset, build_loss, build_model, build_schema, build_train_dataset
 from ..config import VALID_KEYS, load_config
+from ..data.sources import describe_sources, source_counts
 from ..errors import FashionGluonError, FileFormatError, quoted, shorten
 from ..inference.evaluate import evaluate_dataset
 from ..inference.model import KeypointModel
-from ..runs import BEST_PARAMS, LAST, intact_best, load_parameters, load_state, read_params, run_config
+from ..runs import BEST_PARAMS, LAST, intact_best, load_parameters, load_state, read_params, recorded_root, run_config
 from .checkpoint import prepare_run_dir, save_best, save_checkpoint
 from .distributed import exit_on_failure
 from .logger import RunLogger
@@ -194,6 +195,7 @@ def fit(data_root, category: str, out, config: "dict | None" = None, resume: boo
             check_resume_compatible(saved, config, run_dir)
         config, category = config or saved, state["category"]
         check_resumable(run_dir, state, config)
+        data_root = data_root or state.get("data_root")  # the run's own data
     config = config or load_config()
     check_train_choices(config)
     if init_from is not None and state is None:
@@ -229,6 +231,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
     val_set = build_eval_dataset(config, data_root, category, "val")
     dist = kvstore if isinstance(kvstore, mx.kv.KVStore) else None
     part_index, num_parts = (dist.rank, dist.num_workers) if dist else (0, 1)
+
     sampler, loader = build_loader(train_set, config, part_index, num_parts)
     is_writer = part_index == 0
 
@@ -259,6 +262,12 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
         first_epoch, best = state["epoch"], state.get("best_ne")
     model = KeypointModel.from_config(net, config, category, str(run_dir))
     logger = RunLogger(run_dir) if is_writer else None
+    if logger:  # once everything is checked: these are the first lines of a run that trains
+        for line in describe_sources(train_set.annotations):
+            print(line, file=sys.stderr)
+        print(f"training on {len(train_set)} objects, validating on {len(val_set)}", file=sys.stderr)
+        if state is None:  # a resumed run logged them when it started
+            logger.sources(source_counts(train_set.annotations), len(train_set), len(val_set))
     epochs = int(tcfg["epochs"]) if max_epochs is None else min(int(tcfg["epochs"]), first_epoch + max_epochs)
     record: dict = {}
     global_step, stopped = first_epoch * len(loader), False
@@ -283,7 +292,7 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
             save_checkpoint(run_dir, net, trainer, {"epoch": epoch + 1, "category": category,
                                                     "best_ne": best, "global_step": global_step,
                                                     "train_seconds": budget.spent() if budget else None,
-                                                    "data_root": str(Path(data_root).resolve())}, config)
+                                                    "data_root": recorded_root(data_root)}, config)
             logger.epoch(record)
         if stopped:
             break

@@ -16,7 +16,7 @@ from mxnet.contrib import amp
 
 from ..config import check_choice
 from ..cpu import NO_BF16, cpu_has_bf16
-from ..data.dataset import EpochSampler, FashionAIDataset
+from ..data.dataset import EpochSampler, KeypointDataset
 from ..errors import FashionGluonError
 from .schedule import SCHEDULES
 
@@ -69,7 +69,7 @@ def enable_mixed_precision(precision: str, ctx: Sequence[mx.Context]) -> None:
         amp.init(target_dtype="bfloat16", fp32_ops=amp.list_fp32_ops(amp.amp.bfloat16) + ["Concat", "concat"])
 
 
-def build_loader(train_set: FashionAIDataset, config: dict, part_index: int = 0,
+def build_loader(train_set: KeypointDataset, config: dict, part_index: int = 0,
                  num_parts: int = 1) -> tuple[EpochSampler, gluon.data.DataLoader]:
     """(sampler, loader) of full shuffled batches of this worker's shard; ``set_epoch`` the
     sampler before each epoch."""

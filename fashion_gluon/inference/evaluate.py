@@ -8,7 +8,8 @@ from typing import Sequence
 import mxnet as mx
 
 from ..build import build_eval_dataset
-from ..data.dataset import FashionAIDataset
+from ..data.dataset import KeypointDataset
+from ..data.layout import TEST_TRUTH
 from ..errors import DataError
 from ..metrics import normalized_error
 from ..runs import run_data_root
@@ -16,16 +17,16 @@ from .model import KeypointModel
 from .predictor import Predictor
 
 
-def evaluate_dataset(model: KeypointModel, dataset: FashionAIDataset, ctx: Sequence[mx.Context] = (mx.cpu(),),
+def evaluate_dataset(model: KeypointModel, dataset: KeypointDataset, ctx: Sequence[mx.Context] = (mx.cpu(),),
                      batch_size: int = 16, flip: bool = False) -> dict:
     """:func:`~fashion_gluon.metrics.normalized_error` of ``model`` on the images of an annotated ``dataset``."""
     annotations = dataset.annotations
     if annotations.keypoints is None:
-        raise DataError(f"split {dataset.split!r} of {dataset.folder.parent} has no ground truth "
-                        "(test/annotations.csv)")
+        raise DataError("these rows have no ground truth (a test list; a data-root folder keeps it in "
+                        f"{TEST_TRUTH})", annotations.file_of(0))
     predictor = Predictor([model], flip=flip, ctx=ctx, batch_size=batch_size)
-    images = [dataset.image_path(row) for row in range(len(dataset))]
-    points = predictor.predict(images, annotations.categories)
+    images = [dataset.image_input(row) for row in range(len(dataset))]
+    points = predictor.predict(images, annotations.categories, annotations.boxes)
     return normalized_error(points, annotations.keypoints, annotations.categories, annotations.schema)
 
 

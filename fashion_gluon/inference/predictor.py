@@ -22,6 +22,9 @@ Decisions (documented once, here):
 * **Scores.** A keypoint's score is the maximum of the heatmap that is decoded: the mean over
   checkpoints × scales (× flip) in the reference frame (of the second pass with the cascade).
   A sharp, confident peak scores near the training targets' peak 1; a flat or split map lower.
+* **Object boxes** (a test file with boxes, e.g. COCO): each object is cropped by its box as in
+  training (:func:`~fashion_gluon.data.transforms.crop_to_box`, the checkpoint's
+  ``data.box_margin``, widened to the input's aspect); the cascade, when on, refines inside it.
 * **Clipping.** Keypoints are clipped to the image's pixel centres, [0, W − 1] × [0, H − 1]:
   sub-pixel decoding may put a peak on the border row or column up to half a heatmap pixel
   past them (a submission needs non-negative coordinates inside the image), and clipping
@@ -41,9 +44,10 @@ from mxnet import gluon
 from tqdm import tqdm
 
 from ..data.annotations import Annotations
-from ..data.dataset import load_split
 from ..data.images import read_image
-from ..data.transforms import Sample, crop, inverse_transform_points, resize, test_transform
+from ..data.layout import Source
+from ..data.sources import load_split, training_data
+from ..data.transforms import BOX_MARGIN, Sample, crop, crop_to_box, inverse_transform_points, resize, test_transform
 from ..errors import DataError, FashionGluonError
 from ..schema import ALL, KeypointSchema
 from .load import load_model
@@ -110,12 +114,14 @@ def cascade_boxes(points: np.ndarray, image_sizes: np.ndarray, margins: np.ndarr
 
 class _InferenceDataset(gluon.data.Dataset):
     """Items ``(*inputs, reference matrix (3, 3), image size (H, W), index)``: the image (or its
-    ``boxes`` crop) resized to each of ``sizes`` and normalized, and the matrix from original
-    pixels to the ``reference`` input frame."""
+    cascade ``boxes`` crop, else its ``objects`` box crop) resized to each of ``sizes`` and
+    normalized, and the matrix from original pixels to the ``reference`` input frame."""
 
     def __init__(self, images: Sequence[ImageInput], sizes: Sequence[tuple[int, int]],
-                 reference: tuple[int, int], boxes: "np.ndarray | None"):
+                 reference: tuple[int, int], boxes: "np.ndarray | None", objects: "np.ndarray | None" = None,
+                 box_margin: float = BOX_MARGIN):
         self.images, self.sizes, self.reference, self.boxes = list(images), list(sizes), reference, boxes
+        self.objects, self.box_margin = objects, box_margin
         self.transforms = [test_transform(size) for size in self.sizes]
 
     def __len__(self) -> int:
@@ -125,7 +131,12 @@ class _InferenceDataset(gluon.data.Dataset):
         """The original image and its Sample framed on the crop box (if any), before resizing."""
         image = load_image(self.images[index])
         sample = Sample.from_image(image)
-        return image, sample if self.boxes is None else crop(sample, self.boxes[index])
+        if self.boxes is not None:
+            return image, crop(sample, self.boxes[index])
+        if self.objects is not None and np.isfinite(self.objects[index]).all():
+            (height, width) = self.reference
+            return image, crop_to_box(sample, self.objects[index], self.box_margin, width / height)
+        return image, sample
 
     def __getitem__(self, index: int):
         image, sample = self._framed(index)
@@ -228,14 +239,18 @@ class Predictor:
     # -- prediction
 
     def predict(self, images: Sequence[ImageInput], categories: "Sequence[str] | str | None" = None,
-                scores: bool = False) -> np.ndarray:
+                boxes: "np.ndarray | None" = None, scores: bool = False) -> np.ndarray:
         """Keypoints (N, K, 2) in original image pixels of ``images`` (paths or uint8 RGB
         arrays), clipped to the image; −1 for keypoints outside each image's category.
         ``categories``: one per image, one for all, or None (:meth:`default_category`); ``all``
-        predicts every keypoint of the schema. With ``scores``, (N, K, 3) holding (x, y, score):
-        a point's score is the maximum of its fused heatmap (the mean over checkpoints, scales
-        and flip that is decoded; of the cascade's second pass), −1 outside the category."""
+        predicts every keypoint of the schema. ``boxes`` (N, 4): each object's box
+        ``(x0, y0, x1, y1)``, cropped as in training (NaN rows: the whole image). With ``scores``,
+        (N, K, 3) holding (x, y, score): a point's score is the maximum of its fused heatmap (the
+        mean over checkpoints, scales and flip that is decoded; of the cascade's second pass), −1
+        outside the category."""
         images = list(images)
+        if boxes is not None and np.shape(boxes) != (len(images), 4):
+            raise ValueError(f"boxes must be ({len(images)}, 4), got {np.shape(boxes)}")
         if categories is None or isinstance(categories, str):
             categories = [categories or self.default_category()] * len(images)
         if len(categories) != len(images):
@@ -245,18 +260,25 @@ class Predictor:
         out = np.full((len(images), self.schema.num_keypoints, 3), -1.0)
         for category in dict.fromkeys(categories):
             rows = np.flatnonzero(categories == category)
-            out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category))
+            objects = None if boxes is None else np.asarray(boxes, dtype=np.float64)[rows]
+            out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category,
+                                                                                     objects))
         return out if scores else out[..., :2]
 
-    def predict_split(self, data_root: "str | os.PathLike", split: str = "test", scores: bool = False
+    def predict_split(self, data: "str | os.PathLike | Source | None", split: str = "test", scores: bool = False
                       ) -> tuple[Annotations, np.ndarray]:
-        """(rows of ``split`` of a data folder, their predicted keypoints (N, K, 2), or (N, K, 3)
-        with ``scores`` as :meth:`predict`). The ``val`` split is the one the first checkpoint was
-        validated on (its config's ``val_fraction`` and ``split_seed``)."""
-        data = (self.models[0].config or {}).get("data", {})
-        rows, folder = load_split(data_root, split, ALL, data.get("val_fraction", 0.1), data.get("split_seed", 0),
-                                  self.schema)
-        return rows, self.predict([folder / image_id for image_id in rows.image_ids], rows.categories, scores)
+        """(rows of ``split``, their predicted keypoints (N, K, 2), or (N, K, 3) with ``scores`` as
+        :meth:`predict`): ``test`` of ``data`` (a data-root folder or a test source
+        ``FILE[:IMAGE_DIR]``), in the list's order; ``val`` as the first checkpoint was validated on
+        it (its config's sources, ``val_fraction`` and ``split_seed``; ``data``, a data-root folder,
+        when the config names no sources)."""
+        config = (self.models[0].config or {}).get("data", {})
+        if split != "test":
+            data = training_data(config.get("train_files", []), data)
+        elif data is None:
+            raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
+        rows = load_split(data, split, ALL, config.get("val_fraction", 0.1), config.get("split_seed", 0), self.schema)
+        return rows, self.predict([rows.image_path(r) for r in range(len(rows))], rows.categories, rows.boxes, scores)
 
     def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None,
                       scores: bool = False) -> tuple[Annotations, np.ndarray, list[str]]:
@@ -295,25 +317,29 @@ class Predictor:
         frame = cv2.warpAffine(load_image(image), matrix[:2], (width, height), flags=cv2.INTER_LINEAR)
         return heatmaps[0], frame
 
-    def _predict_category(self, images: list, category: str) -> np.ndarray:
-        """Keypoints with scores (N, K_category, 3) in original pixels of images of one category."""
+    def _predict_category(self, images: list, category: str, objects: "np.ndarray | None" = None) -> np.ndarray:
+        """Keypoints with scores (N, K_category, 3) in original pixels of images (or their ``objects``
+        boxes) of one category."""
         models = self.models_for(category)
-        boxes = self._cascade_boxes(images, category, models) if self.cascade else None
-        return self._predict_pass(images, category, models, boxes)[0]
+        boxes = self._cascade_boxes(images, category, models, objects) if self.cascade else None
+        return self._predict_pass(images, category, models, boxes, objects)[0]
 
-    def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel]) -> np.ndarray:
-        """The second-pass crop boxes (N, 4) from a first pass over the whole images."""
-        points, sizes = self._predict_pass(images, category, models, None)
+    def _cascade_boxes(self, images: list, category: str, models: list[KeypointModel],
+                       objects: "np.ndarray | None" = None) -> np.ndarray:
+        """The second-pass crop boxes (N, 4) from a first pass over the whole images (or object boxes)."""
+        points, sizes = self._predict_pass(images, category, models, None, objects)
         return cascade_boxes(points[..., :2], sizes, cascade_margins(sizes))
 
     def _predict_pass(self, images: list, category: str, models: list[KeypointModel],
-                      boxes: "np.ndarray | None") -> tuple[np.ndarray, np.ndarray]:
+                      boxes: "np.ndarray | None", objects: "np.ndarray | None" = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints with scores (N, K, 3) as (x, y, score) in original pixels, image sizes (N, 2)
         as (H, W)) of one pass; a score is the maximum of the fused heatmap that is decoded."""
         points = np.zeros((len(images), self.schema.category_size(category), 3))
         sizes = np.zeros((len(images), 2), dtype=np.int64)
         codec = models[0].codec
-        for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes):
+        for heatmaps, matrices, image_sizes, rows in self._heatmap_batches(images, category, models, boxes,
+                                                                             objects):
             decoded, scores = codec.decode(heatmaps)
             points[rows, :, :2] = np.clip(inverse_transform_points(decoded, matrices), 0, image_sizes[:, None, ::-1] - 1)
             points[rows, :, 2] = scores
@@ -321,14 +347,16 @@ class Predictor:
         return points, sizes
 
     def _heatmap_batches(self, images: list, category: str, models: list[KeypointModel],
-                         boxes: "np.ndarray | None") -> Iterator[tuple[np.ndarray, ...]]:
+                         boxes: "np.ndarray | None", objects: "np.ndarray | None" = None
+                         ) -> Iterator[tuple[np.ndarray, ...]]:
         """Per batch: (heatmaps (B, K, h, w) averaged over checkpoints × scales (× flip) in the
         reference frame, matrices (B, 3, 3) original → reference input, image sizes (B, 2), rows)."""
         reference = models[0]
         runs = [(model, scaled_size(model.input_size, scale, model.size_multiple))
                 for model in models for scale in self.scales]
         sizes = list(dict.fromkeys(size for _, size in runs))
-        dataset = _InferenceDataset(images, sizes, reference.input_size, boxes)
+        margin = float(((reference.config or {}).get("data") or {}).get("box_margin", BOX_MARGIN))
+        dataset = _InferenceDataset(images, sizes, reference.input_size, boxes, objects, margin)
         loader = gluon.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                                        num_workers=self.num_workers, last_batch="keep")
         for *inputs, matrices, image_sizes, rows in tqdm(loader, desc=f"predict {category}", leave=False,

@@ -50,8 +50,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..cpu import NO_BF16, cpu_has_bf16
-from ..data.dataset import FashionAIDataset
-from ..data.recordio import RecordDataset, pack
+from ..data.dataset import SplitDataset
+from ..data.packing import pack
 from ..data.synthetic import generate_dataset
 from ..data.transforms import train_transform
 from ..engine.step import train_step
@@ -132,9 +132,7 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
 def _pipeline_dataset(root, size: int, rec: "str | None" = None):
     """The training dataset of the full input pipeline (JPEG folder, or a RecordIO pack)."""
     transform, codec = train_transform((size, size)), CPN_FAMILY.codec((size, size), 4, 2.0)
-    if rec is not None:
-        return RecordDataset(rec, "all", transform, codec)
-    return FashionAIDataset(root, "all", "train", transform, codec, val_fraction=0.0)
+    return SplitDataset(rec if rec is not None else root, "all", "train", transform, codec, val_fraction=0.0)
 
 
 def _items_per_second(dataset, count: int) -> float:

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from ..codec import DECODERS, HeatmapCodec, decoding_error
 from ..data.annotations import Annotations
-from ..data.dataset import load_split
 from ..data.images import image_size
+from ..data.sources import load_split
 from ..data.transforms import inverse_transform_points, resize_matrix
 from ..metrics import normalized_error
 
@@ -22,9 +22,9 @@ def _annotated_rows(data_root: "str | os.PathLike") -> list[tuple[Annotations, n
     truth, the test split."""
     found = []
     for split in ("train", "test"):
-        rows, folder = load_split(data_root, split, val_fraction=0.0)
+        rows = load_split(data_root, split, val_fraction=0.0)
         if rows.keypoints is not None:
-            sizes = np.array([image_size(folder / image_id) for image_id in rows.image_ids], dtype=np.int64)
+            sizes = np.array([image_size(rows.image_path(r)) for r in range(len(rows))], dtype=np.int64)
             found.append((rows, sizes))
     return found
 

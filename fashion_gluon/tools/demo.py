@@ -11,8 +11,9 @@ from mxnet import gluon
 
 from ..build import build_codec, build_loss, build_model, build_schema
 from ..config import load_config
-from ..data.dataset import FashionAIDataset
+from ..data.dataset import SplitDataset
 from ..data.images import read_image
+from ..data.layout import TEST_LIST, TEST_TRUTH
 from ..data.submission import validate_submission, write_submission
 from ..data.synthetic import generate_dataset
 from ..engine.step import train_step
@@ -63,7 +64,7 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     return steps * batch / (time.time() - tic)
 
 
-def _pictures(out: Path, dataset: FashionAIDataset, pred: np.ndarray, count: int = 12) -> Path:
+def _pictures(out: Path, dataset: SplitDataset, pred: np.ndarray, count: int = 12) -> Path:
     """Prediction-vs-truth overlays of the worst and best test images, as one gallery."""
     ann = dataset.annotations
     errors = per_image_error(pred, ann.keypoints, ann.categories)
@@ -88,8 +89,7 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
 
     config = load_config(DEMO_RECIPE, DEMO_OVERRIDES + [f"train.seed={seed}"])  # precision: the recipe's auto
     config["train"]["precision"] = resolve_precision(config["train"]["precision"], ctx)
-    train_rows = len(FashionAIDataset(data_root, "all", "train", check=False,
-                                      val_fraction=config["data"]["val_fraction"]))
+    train_rows = len(SplitDataset(data_root, "all", "train", check=False, val_fraction=config["data"]["val_fraction"]))
     enable_mixed_precision(config["train"]["precision"], ctx)  # before any model is built
     rate = measure_train_rate(config, ctx)  # only to reserve time for SWA's epochs
     epoch_s = train_rows / (REAL_RATE_SHARE * rate)
@@ -115,14 +115,14 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     test_rows, pred = predictor.predict_split(data_root, "test")
     submission = out / "submission.csv"
     write_submission(submission, test_rows.image_ids, test_rows.categories, pred)
-    problems = validate_submission(data_root / "test" / "test.csv", submission, data_root / "test")
+    problems = validate_submission(data_root / TEST_LIST, submission, (data_root / TEST_LIST).parent)
     if problems:
         raise DataError("the demo submission is invalid:\n" + "\n".join(problems))
 
     print("[5/6] evaluating")
-    test_result = evaluate_csv(data_root / "test" / "annotations.csv", submission)
+    test_result = evaluate_csv(data_root / TEST_TRUTH, submission)
     plot_per_keypoint(test_result, out / "per_keypoint.png")
-    _pictures(out, FashionAIDataset(data_root, "all", "test", check=False), pred)  # same rows
+    _pictures(out, SplitDataset(data_root, "all", "test", check=False), pred)  # same rows
 
     summary = {
         "seconds": round(time.time() - started, 1), "epochs": epochs, "test_time_scales": list(TEST_SCALES),

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.annotations import read_annotations
 from ..data.images import read_image
+from ..data.layout import split_folder
 from ..data.submission import match_rows, read_submission
 from ..errors import DataError
 from ..inference.predictor import Predictor
@@ -25,11 +26,11 @@ from ..visualize import draw_comparison, draw_keypoints, gallery, heatmap_montag
 
 def image_folder(data_root: "str | os.PathLike", image_id: str) -> Path:
     """The split folder of the layout ``data_root`` that holds ``image_id`` (test, then train)."""
-    root = Path(data_root)
-    for split in ("test", "train"):
-        if (root / split / image_id).is_file():
-            return root / split
-    raise DataError(f"image {image_id!r} is in neither {root / 'test'} nor {root / 'train'}")
+    folders = [split_folder(data_root, split) for split in ("test", "train")]
+    for folder in folders:
+        if (folder / image_id).is_file():
+            return folder
+    raise DataError(f"image {image_id!r} is in neither {folders[0]} nor {folders[1]}")
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, category: str, truth: "np.ndarray | None" = None,
