@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.annotations import Annotations
-from .data.coco import VISIBILITY, coco_schema, load_coco
+from .data.coco import VISIBILITY, coco_schema, load_coco, load_json
 from .errors import DataError
 from .fileio import atomic_write
 from .metrics import normalized_error
@@ -85,13 +85,7 @@ def _complete_truth(doc: dict) -> dict:
 
 def _read_results(path: Path, images: set, categories: dict[int, int]) -> list[dict]:
     """The COCO results of ``path``, each checked against the truth's ``images`` and ``categories`` (id: K)."""
-    try:
-        with open(path) as handle:
-            results = json.load(handle)
-    except FileNotFoundError:
-        raise DataError("no such file", path) from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"not a COCO results JSON file: {str(error)[:80]}", path) from None
+    results = load_json(path, "COCO results")
     if not isinstance(results, list) or not results:
         raise DataError("COCO results must be a non-empty list of {image_id, category_id, keypoints, score}", path)
     for n, res in enumerate(results):

@@ -277,8 +277,9 @@ def test_launch_train_end_to_end_only_worker_zero_writes(tmp_path):
     args = parser.parse_args(["launch", "--workers", "2", "--servers", "1", "--port", "0", "--timeout", "240", "--",
                               *train])
     args.func(args)
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [1, 2], "one writer: one log line per epoch"
+    sources, *records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2], "one writer: one sources line, then one log line per epoch"
+    assert "sources" in sources
     assert "val_ne" in records[-1]
     assert len(list((run / "tb").iterdir())) == 1, "one tensorboard writer"
     assert json.loads((run / "last.json").read_text())["epoch"] == 2

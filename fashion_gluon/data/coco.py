@@ -31,15 +31,20 @@ from .annotations import Annotations
 VISIBILITY = {0: -1, 1: 0, 2: 1}  # COCO v -> ours
 
 
-def load_coco(path: Path) -> dict:
-    """The document of a COCO keypoint file; a DataError naming it when it is missing or not one."""
+def load_json(path: Path, kind: str = "COCO") -> Any:
+    """The JSON document of a user's ``kind`` file; a DataError naming it when it is missing or not JSON."""
     try:
         with open(path) as handle:
-            doc = json.load(handle)
+            return json.load(handle)
     except FileNotFoundError:
         raise DataError("no such file", path) from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"not a COCO JSON file: {str(error)[:80]}", path) from None
+        raise DataError(f"not a {kind} JSON file: {str(error)[:80]}", path) from None
+
+
+def load_coco(path: Path) -> dict:
+    """The document of a COCO keypoint file; a DataError naming it when it is missing or not one."""
+    doc = load_json(path)
     for key in ("images", "annotations", "categories"):
         if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
             raise DataError(f"not a COCO keypoint file: needs lists 'images', 'annotations', 'categories' "

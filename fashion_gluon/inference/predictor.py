@@ -278,7 +278,7 @@ class Predictor:
         elif data is None:
             raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
         rows = load_split(data, split, ALL, config.get("val_fraction", 0.1), config.get("split_seed", 0), self.schema)
-        return rows, self.predict([rows.image_path(r) for r in range(len(rows))], rows.categories, rows.boxes, scores)
+        return rows, self.predict([rows.image_path(r) for r in range(len(rows))], rows.categories, rows.boxes, scores=scores)
 
     def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None,
                       scores: bool = False) -> tuple[Annotations, np.ndarray, list[str]]:
@@ -300,7 +300,7 @@ class Predictor:
             else:
                 good.append(str(path))
         rows = Annotations(good, [category] * len(good), None, self.schema)
-        keypoints = (self.predict(good, category, scores) if good
+        keypoints = (self.predict(good, category, scores=scores) if good
                      else np.zeros((0, self.schema.num_keypoints, 3 if scores else 2)))
         return rows, keypoints, skipped
 
