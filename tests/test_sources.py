@@ -224,3 +224,26 @@ def test_train_needs_data(capsys, tmp_path):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "fashion-gluon train: error: train needs --data-root ROOT or --train FILE[:IMAGE_DIR] (repeat for more "
         "sources)")
+
+
+def test_coco_with_several_objects_trains_predicts_and_scores(synth, tmp_path, capsys):
+    train = _coco_photos(synth, tmp_path, "train", 6)
+    test = _coco_photos(synth, tmp_path, "test", 2)
+    run, results = tmp_path / "run", tmp_path / "results.json"
+    assert main(["train", "--train", f"{train}:{tmp_path / 'photos/train'}", "--category", "all", "--out", str(run)]
+                + TINY + ["train.epochs=1"]) == 0
+    assert main(["predict", "--checkpoint", str(run), "--test", f"{test}:{tmp_path / 'photos/test'}",
+                 "--format", "coco", "--out", str(results), "--json"]) == 0
+    truth = json.loads(test.read_text())
+    predicted = json.loads(results.read_text())
+    assert [(r["image_id"], r["category_id"]) for r in predicted] == [
+        (a["image_id"], a["category_id"]) for a in truth["annotations"]], "one result per object, in the file's order"
+    for result, ann in zip(predicted, truth["annotations"]):  # each object is predicted inside its own crop
+        x0, y0, w, h = ann["bbox"]
+        points = np.asarray(result["keypoints"]).reshape(-1, 3)
+        half = 1.25 * max(w, h) / 2 + 1
+        assert (np.abs(points[:, 0] - (x0 + (w - 1) / 2)) <= half).all()
+    capsys.readouterr()
+    assert main(["evaluate", "--truth", str(test), "--pred", str(results), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert {"ap", "ap50", "ap75", "ne"} <= set(scored) and scored["count"] > 0
