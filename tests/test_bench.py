@@ -7,9 +7,13 @@ import pytest
 from fashion_gluon.tools import bench, limits
 
 #: A hand-made :func:`limits.measure_limits` result.
-LIMITS = {"cpu": {"model": "Test CPU", "features": ["AVX2", "VNNI"]}, "n": 2048,
-          "precisions": {"fp32": {"gflops": 100.0, "library": "mxnet", "libraries": {"mxnet": 100.0, "openvino": 80.0}},
-                         "int8": {"gflops": 400.0, "library": "openvino", "libraries": {"mxnet": 300.0, "openvino": 400.0}}},
+LIMITS = {"cpu": {"model": "Test CPU", "features": ["AVX2", "VNNI"]}, "n": 2048, "conv_shape": [8, 512, 16, 2],
+          "precisions": {"fp32": {"gflops": 100.0, "library": "mxnet", "kernel": "Convolution",
+                                  "rates": {"mxnet": {"FullyConnected": 90.0, "Convolution": 100.0},
+                                            "openvino": {"MatMul": 80.0, "Convolution": 85.0}}},
+                         "int8": {"gflops": 400.0, "library": "openvino", "kernel": "MatMul",
+                                  "rates": {"mxnet": {"FullyConnected": 300.0, "Convolution": 250.0},
+                                            "openvino": {"MatMul": 400.0, "Convolution": 350.0}}}},
           "skipped": {"bf16": "this CPU has no native bfloat16 (AVX512-BF16 or AMX)"}}
 
 
@@ -38,8 +42,9 @@ def test_format_result_lists_limits_models_and_data():
                               "train_bf16_img_per_s": 2.0, "train_bf16_limit_share": None}}}
     text = bench.format_result(result)
     assert text.startswith("CPU: Test CPU; features: AVX2, VNNI\n")
-    assert "fp32 limit (2048² products): 100 GFLOP/s, MXNet oneDNN FullyConnected (others: openvino 80)" in text
-    assert "int8 limit (2048² products): 400 GOP/s, OpenVINO MatMul (others: mxnet 300)" in text
+    assert ("fp32 limit: 100 GFLOP/s, mxnet Convolution (others: mxnet FullyConnected 90, openvino MatMul 80, "
+            "openvino Convolution 85)") in text
+    assert "int8 limit: 400 GOP/s, openvino MatMul (others: mxnet FullyConnected 300, mxnet Convolution 250, " in text
     assert "bf16: skipped (this CPU has no native bfloat16" in text and "jpeg 256²:   400.0 img/s/core" in text
     assert "infer 4.00 img/s (66 % of the fp32 limit), train 1.20 img/s (60 % of the fp32 limit)" in text
     assert "int8 12.00 img/s (50 % of the int8 limit)" in text and "bf16 5.00 img/s (no bf16 limit)" in text
@@ -52,18 +57,6 @@ def test_limit_share_divides_by_its_own_precision_only():
     assert limits.limit_share(LIMITS, "bf16", 50.0) is None
 
 
-def test_measure_limits_skips_what_the_cpu_or_the_install_lacks(monkeypatch):
-    monkeypatch.setattr(limits, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(limits, "available_runtimes", lambda: ["mxnet"])
-    result = limits.measure_limits(n=64, repeats=1)
-    assert set(result["precisions"]) == {"fp32", "int8"} and set(result["skipped"]) == {"bf16", "openvino"}
-    assert all(p["library"] == "mxnet" and set(p["libraries"]) == {"mxnet"} and p["gflops"] > 0
-               for p in result["precisions"].values())
-    lines = limits.format_limits(result)
-    assert "bf16: skipped (this CPU has no native bfloat16 (AVX512-BF16 or AMX))" in lines
-    assert "openvino: skipped (openvino is not installed)" in lines
-
-
 @pytest.mark.parametrize("precision", limits.PRECISIONS)
 def test_a_real_tiny_model_stays_within_the_measured_limit(measured_limits, precision):
     from fashion_gluon.cpu import cpu_features
@@ -71,12 +64,18 @@ def test_a_real_tiny_model_stays_within_the_measured_limit(measured_limits, prec
     if precision in measured_limits["skipped"]:
         pytest.skip(f"{precision}: {measured_limits['skipped'][precision]}")
     limit = measured_limits["precisions"][precision]
-    assert limit["gflops"] == max(limit["libraries"].values()) and limit["library"] in limits.LIBRARIES
+    assert limit["gflops"] == limit["rates"][limit["library"]][limit["kernel"]] == max(
+        rate for kernels in limit["rates"].values() for rate in kernels.values())
     figures = bench.bench_precisions("cpn_resnet18", batch=2, size=64, warmup=1, iters=2, limits=measured_limits)
     assert 0 < figures["precision_limit_share"][precision] <= 1.0
     if precision == "fp32":
         model = bench.bench_model("cpn_resnet18", batch=2, size=64, warmup=1, iters=2, limits=measured_limits)
         assert 0 < model["infer_limit_share"] <= 1.0 and 0 < model["train_limit_share"] <= 1.0
+    if precision == "bf16":
+        train = bench.bench_train_bf16("cpn_resnet18", batch=2, size=64)
+        share = bench.add_shares({"gmacs_per_img": figures["gmacs_per_img"], "train_bf16_img_per_s": train},
+                                 measured_limits)["train_bf16_limit_share"]
+        assert 0 < share <= 1.0
 
 
 def test_bench_precisions_measures_bf16_only_where_the_cpu_has_it():
@@ -125,14 +124,14 @@ def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_ru
     measured = {key for key, row in rows.items() if "img_per_s" in row}
     assert measured == expected
     assert all(rows[key]["img_per_s"] > 0 and rows[key]["latency_ms"] > 0 and 0 < rows[key]["limit_share"] <= 1.0
-               for key in measured), "each path within its own precision's limit"
+               for key in measured), {key: rows[key].get("limit_share") for key in measured}
     assert all(rows[key]["missing"] for key in set(PATHS) - measured)
     fp32_ne = evaluate_run(tiny_run, tiny_data, batch_size=4)["ne"]
     assert rows[("mxnet", "fp32")]["ne"] == pytest.approx(fp32_ne), "the same NE as evaluate"
     for runtime in {"onnxruntime", "openvino"} & set(available_runtimes()):
         assert rows[(runtime, "fp32")]["ne"] == pytest.approx(fp32_ne, abs=0.01)
     table = format_infer(result)
-    assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table and "fp32 limit (2048² products)" in table
+    assert table.count("\n| ") == len(PATHS) + 1 and "val NE" in table and "fp32 limit: " in table
     assert main(["bench", "infer", "--checkpoint", str(tiny_run), "--batch", "2", "--rounds", "1", "--json"]) == 0
     assert "ne" not in json.loads(capsys.readouterr().out)["paths"][0], "no --split, no NE"
 
@@ -142,10 +141,17 @@ def test_bench_infer_measures_every_path_here_and_scores_each_on_a_split(tiny_ru
                                                    ("model", None, ["cpn_resnet50"])])
 def test_bench_run_measures_the_chosen_model_or_the_reference_ones(monkeypatch, what, model, expected):
     measured = []
-    monkeypatch.setattr(bench, "measure_limits", lambda: LIMITS)
+    calls = iter([LIMITS, {**LIMITS, "precisions": {"fp32": {"rates": {"mxnet": {"FullyConnected": 200.0,
+                                                                                  "Convolution": 10.0},
+                                                                        "openvino": {"MatMul": 1.0, "Convolution": 1.0}}},
+                                                     "int8": LIMITS["precisions"]["int8"]}}])
+    monkeypatch.setattr(bench, "measure_limits", lambda: next(calls))
     monkeypatch.setattr(bench, "bench_data", lambda *args, **kwargs: {"img_per_s_per_core": 1.0})
     monkeypatch.setattr(bench, "bench_model", lambda name, *args, **kwargs: measured.append(name) or
-                        {"infer_img_per_s": 2.0, "train_img_per_s": 1.0})
+                        {"infer_img_per_s": 2.0, "train_img_per_s": 1.0, "gmacs_per_img": 10.0})
     monkeypatch.setattr(bench, "bench_precisions", lambda *args, **kwargs: {"bf16_missing": "none here"})
     result = bench.run(what, model=model, batch=2, size=64)
     assert measured == expected and list(result["model"]) == expected
+    fp32 = result["limits"]["precisions"]["fp32"]  # measured before and after the models, faster kept
+    assert (fp32["gflops"], fp32["kernel"]) == (200.0, "FullyConnected")
+    assert result["model"][expected[0]]["infer_limit_share"] == 2 * 10.0 * 2.0 / 200.0

@@ -61,7 +61,7 @@ from ..inference.quantize import quantize
 from ..losses import MaskedMSELoss
 from ..models import get_model
 from ..schema import load_schema
-from .limits import best_seconds, format_limits, limit_share, measure_limits, percent
+from .limits import best_limits, best_seconds, format_limits, limit_share, measure_limits, percent
 from .summary import count_macs
 
 
@@ -121,10 +121,22 @@ def bench_model(name: "str | gluon.HybridBlock", batch: int = 8, size: int = 256
     infer_gflops, train_gflops = 2 * macs * infer_rate / 1e9, 3 * 2 * macs * train_rate / 1e9
     result = {"infer_img_per_s": infer_rate, "train_img_per_s": train_rate, "gmacs_per_img": macs / 1e9,
               "infer_gflops": infer_gflops, "train_gflops": train_gflops}
-    if limits is not None:
-        result.update(infer_limit_share=limit_share(limits, "fp32", infer_gflops),
-                      train_limit_share=limit_share(limits, "fp32", train_gflops))
-    return result
+    return result if limits is None else add_shares(result, limits)
+
+
+def add_shares(figures: dict, limits: dict) -> dict:
+    """``figures`` (of :func:`bench_model`, :func:`bench_precisions` or both) with each rate's
+    share of its precision's limit (training FLOPs 3× the forward's)."""
+    gflops = 2 * figures["gmacs_per_img"]
+    if "infer_img_per_s" in figures:
+        figures.update(infer_limit_share=limit_share(limits, "fp32", gflops * figures["infer_img_per_s"]),
+                       train_limit_share=limit_share(limits, "fp32", 3 * gflops * figures["train_img_per_s"]))
+    if "precision_img_per_s" in figures:
+        figures["precision_limit_share"] = {precision: limit_share(limits, precision, gflops * rate)
+                                            for precision, rate in figures["precision_img_per_s"].items()}
+    if "train_bf16_img_per_s" in figures:
+        figures["train_bf16_limit_share"] = limit_share(limits, "bf16", 3 * gflops * figures["train_bf16_img_per_s"])
+    return figures
 
 
 # --------------------------------------------------------------------------- data pipeline
@@ -202,17 +214,14 @@ def bench_precisions(name: str, batch: int = 8, size: int = 256, num_keypoints: 
     calib = gluon.data.DataLoader(gluon.data.ArrayDataset(mx.nd.random.uniform(shape=(2 * batch, 3, size, size)),
                                                           mx.nd.zeros(2 * batch)), batch_size=batch)
     rates["int8"] = batch / infer_seconds(quantize(net, calib), x, warmup, iters)
-    result = {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"]}
+    result = {"precision_img_per_s": rates, "int8_speedup": rates["int8"] / rates["fp32"],
+              "gmacs_per_img": count_macs(net, (1, 3, size, size)) / 1e9}
     if cpu_has_bf16():
         rates["bf16"] = batch / infer_seconds(to_bf16(net, (size, size)), x, warmup, iters)
         result["bf16_speedup"] = rates["bf16"] / rates["fp32"]
     else:
         result["bf16_missing"] = NO_BF16
-    if limits is not None:
-        gflops_per_img = 2 * count_macs(net, (1, 3, size, size)) / 1e9
-        result["precision_limit_share"] = {precision: limit_share(limits, precision, gflops_per_img * rate)
-                                           for precision, rate in rates.items()}
-    return result
+    return result if limits is None else add_shares(result, limits)
 
 
 def bench_train_bf16(name: str, batch: int = 8, size: int = 256) -> float:
@@ -237,23 +246,24 @@ def run(what: str, model: "str | None" = None, batch: int = 8, size: int = 256, 
         rec: bool = False) -> dict:
     """``fashion-gluon bench data|model|all``: one dict of figures (``all`` includes RecordIO
     and the low precisions). ``model``: default :data:`DEFAULT_MODEL`, for ``all`` every :data:`ALL_MODELS`."""
-    result: dict = {"limits": measure_limits()}
+    result: dict = {"limits": measure_limits()}  # and again after the models: the faster of each is kept
     if what in ("data", "all"):
         result["data"] = bench_data(data_root, rec=rec or what == "all")
         result["img_per_s_per_core"] = result["data"]["img_per_s_per_core"]
     if what == "model":
         model = model or DEFAULT_MODEL
-        result["model"] = {model: bench_model(model, batch, size, limits=result["limits"])}
+        result["model"] = {model: bench_model(model, batch, size)}
         result.update({k: result["model"][model][k] for k in ("infer_img_per_s", "train_img_per_s")})
     if what == "all":
-        result["model"] = {name: {**bench_model(name, batch, size, limits=result["limits"]),
-                                  **bench_precisions(name, batch, size, limits=result["limits"])}
+        result["model"] = {name: {**bench_model(name, batch, size), **bench_precisions(name, batch, size)}
                            for name in ((model,) if model else ALL_MODELS)}
         for name, figures in result["model"].items():
             if "bf16_missing" not in figures:
                 figures["train_bf16_img_per_s"] = bench_train_bf16(name, batch, size)
-                figures["train_bf16_limit_share"] = limit_share(
-                    result["limits"], "bf16", 6 * figures["gmacs_per_img"] * figures["train_bf16_img_per_s"])
+    if "model" in result:
+        result["limits"] = best_limits(result["limits"], measure_limits())
+        for figures in result["model"].values():
+            add_shares(figures, result["limits"])
     return result
 
 
