@@ -1,4 +1,5 @@
 """Your own keypoints: a schema file, COCO and CSV data drawn for it, trained and scored end to end."""
+import csv
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import yaml
 from _tiny import TINY
 
 from fashion_gluon.cli import main
+from fashion_gluon.data.annotations import read_annotations
 from fashion_gluon.data.coco import read_coco
 from fashion_gluon.errors import ConfigError
 from fashion_gluon.schema import KeypointSchema, load_schema
@@ -63,6 +65,29 @@ def test_bad_schema_files_fail_with_one_line(tmp_path, change, message):
         load_schema(path)
 
 
+def scores_by_hand(submission, truth) -> dict:
+    """NE, PCK and the pair count of the submission CSV's integer points against ``truth`` under TOY:
+    lamps normalized by the top_left-top_right distance, bags by their annotated points' box diagonal."""
+    with open(submission) as handle:
+        rows = {r["image_id"]: r for r in csv.DictReader(handle)}
+    ratios = []
+    for image_id, category, points in zip(truth.image_ids, truth.categories, truth.keypoints):
+        names = TOY["categories"][category]["keypoints"]
+        index = [TOY["keypoints"].index(name) for name in names]
+        if category == "lamp":
+            norm = np.hypot(*(points[0, :2] - points[1, :2]))
+        else:
+            annotated = points[index][points[index, 2] >= 0, :2]
+            norm = np.hypot(*(annotated.max(axis=0) - annotated.min(axis=0)))
+        for name, k in zip(names, index):
+            if points[k, 2] == 1:
+                guess = np.array([float(v) for v in rows[image_id][name].split("_")[:2]])
+                ratios.append(np.hypot(*(guess - points[k, :2])) / norm)
+    ratios = np.array(ratios)
+    return {"ne": 100 * ratios.mean(), "pck@0.05": 100 * np.mean(ratios <= 0.05),
+            "pck@0.1": 100 * np.mean(ratios <= 0.1), "count": len(ratios)}
+
+
 @pytest.mark.parametrize("fmt", ["coco", "csv"])
 def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tmp_path, capsys, fmt):
     root, run, sub = tmp_path / "data", tmp_path / "run", tmp_path / "sub.csv"
@@ -79,18 +104,21 @@ def test_a_made_up_schema_trains_predicts_and_scores_from_the_cli(toy_schema, tm
     own.unlink()
     assert main(["predict", "--checkpoint", str(run), "--split", "test", "--out", str(sub), "--json"]) == 0
     predicted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert predicted["images"] == 6 and np.isfinite(predicted["ne"])
     assert sub.read_text().splitlines()[0] == ",".join(["image_id", "image_category"] + TOY["keypoints"])
+    truth = (read_coco(root / "test" / "annotations.json", toy_schema) if fmt == "coco"
+             else read_annotations(root / "test" / "annotations.csv", schema=toy_schema))
+    expected = scores_by_hand(sub, truth)
+    assert predicted["images"] == 6 and predicted["ne"] == pytest.approx(expected["ne"], abs=0.5)  # integer pixels
     assert main(["evaluate", "--checkpoint", str(run), "--split", "test", "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
-    assert scored["ne"] == pytest.approx(predicted["ne"], abs=0.5)  # rounding to integer pixels in the CSV
+    assert scored["ne"] == pytest.approx(predicted["ne"], rel=1e-9)  # the same predictions
     assert scored["normalization"] == {"lamp": "pair top_left-top_right", "bag": "bbox diagonal"}
-    assert 0 <= scored["pck@0.05"] <= scored["pck@0.1"] <= 100
+    assert scored["count"] == expected["count"]
     if fmt == "csv":
-        truth = root / "test" / "annotations.csv"
-        assert main(["evaluate", "--truth", str(truth), "--pred", str(sub), "--schema", str(toy_schema),
-                     "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["ne"] == pytest.approx(predicted["ne"], abs=0.5)  # integer pixels
+        assert main(["evaluate", "--truth", str(root / "test" / "annotations.csv"), "--pred", str(sub),
+                     "--schema", str(toy_schema), "--json"]) == 0
+        from_csv = json.loads(capsys.readouterr().out)
+        assert {key: from_csv[key] for key in expected} == pytest.approx(expected, rel=1e-6)  # float32 truth
         assert main(["validate-submission", "--test", str(root / "test" / "test.csv"), "--submission", str(sub),
                      "--schema", str(toy_schema)]) == 0
 

@@ -1,7 +1,6 @@
 """The main job end to end, at toy size, as a user runs it (in its own process: the demo
 switches on bf16 AMP, which patches MXNet for the rest of a process)."""
 import json
-import math
 import subprocess
 import sys
 
@@ -23,8 +22,12 @@ def test_demo_end_to_end(tmp_path):
     assert validate_submission(data / "test.csv", out / "submission.csv", data) == []
     # the reported test NE is the submission's, scored against the test ground truth
     assert summary["test_ne_tta"] == pytest.approx(evaluate_csv(data / "annotations.csv", out / "submission.csv")["ne"])
-    assert math.isfinite(summary["val_ne_tta"]) and summary["epochs"] >= 1
     state = json.loads((out / "run" / "last.json").read_text())
+    best = json.loads((out / "run" / "best.json").read_text())
+    # validated once, when the budget stopped training; SWA starts from those weights
+    assert best["epoch"] == summary["epochs"] and summary["val_ne_before_swa"] == pytest.approx(best["ne"], rel=1e-6)
+    swa_kept = summary["val_ne_after_swa"] <= summary["val_ne_before_swa"]
+    assert summary["model"] == str(out / "run" / "swa" if swa_kept else out / "run")
     assert state["epoch"] == summary["epochs"] and state["train_seconds"] >= 5.0  # training used its budget
     assert summary["test_time_scales"] == [1.0, 1.2]
     assert "overall" in done.stdout and "with flip + scales: val NE" in done.stdout

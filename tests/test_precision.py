@@ -11,10 +11,11 @@ from fashion_gluon.cpu import cpu_has_bf16
 from fashion_gluon.engine import trainer as trainer_module
 from fashion_gluon.engine.trainer import enable_mixed_precision
 from fashion_gluon.errors import FashionGluonError
+from fashion_gluon.runs import read_log
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="no native bf16 on this CPU (AVX512-BF16/AMX)")
-def test_bf16_training_runs_and_learns(tiny_data, tmp_path):
+def test_bf16_training_learns_as_fp32_does(tiny_data, tiny_run, tmp_path):
     script = (
         "import json, sys\n"
         "from fashion_gluon.config import load_config\n"
@@ -25,7 +26,11 @@ def test_bf16_training_runs_and_learns(tiny_data, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout.strip().splitlines()[-1])
-    assert record["epoch"] == 2 and 0 < record["loss"] < 10 and record["val_ne"] > 0
+    assert record["epoch"] == 2 and "val_ne" in record
+    bf16 = [r["loss"] for r in read_log(tmp_path / "run")]
+    fp32 = [r["loss"] for r in read_log(tiny_run)]  # the same recipe, data and seed in fp32
+    # measured (AVX512-BF16): 1.819, 1.086 against fp32's 1.816, 1.091
+    assert bf16 == pytest.approx(fp32, rel=0.02) and bf16[1] < 0.7 * bf16[0], (bf16, fp32)
 
 
 def test_precision_must_suit_the_device():

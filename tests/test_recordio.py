@@ -55,7 +55,7 @@ def test_pack_summary_and_files(packed):
     out, summary = packed
     assert summary == {"records": summary["records"], "rec": str(out), "idx": str(out.with_suffix(".idx")),
                        "bytes": out.stat().st_size}
-    assert summary["records"] > 0 and index_path(out).is_file()
+    assert summary["records"] == 20 and index_path(out).is_file()  # 5 training images per category, 1 held out
     assert not list(out.parent.glob(".*tmp*")), "no temporary files left"
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, NORM_PAIRS, SUBMISSION_COLUMNS
+from _fashionai import CATEGORIES, CATEGORY_KEYPOINTS, FLIP_PAIRS, KEYPOINT_NAMES, SUBMISSION_COLUMNS
+from _mean_shape import mean_shape_ne
 
+from fashion_gluon.data.annotations import read_annotations
 from fashion_gluon.data.synthetic import (
     JPEG_QUALITY_RANGE,
     MAX_BULGE,
@@ -26,6 +28,7 @@ from fashion_gluon.data.synthetic import (
     split_counts,
 )
 from fashion_gluon.errors import ConfigError
+from fashion_gluon.metrics import normalizing_distance
 
 SMALL = (96, 128)  # (H, W) of the quick data sets
 
@@ -272,23 +275,12 @@ def test_visible_keypoints_sit_on_the_garment_outline():
 
 def test_mean_shape_baseline_is_poor_and_normalizer_is_never_tiny(tmp_path):
     root = Path(generate_dataset(tmp_path / "ne", per_category=40, seed=0, progress=False)["root"])
-    _, train_cats, train = load_split(root / "train" / "Annotations" / "train.csv")
-    _, test_cats, test = load_split(root / "test" / "annotations.csv")
-    errors = []
-    for category in CATEGORIES:
-        mean = train[np.array(train_cats) == category, :, :2].mean(axis=0)
-        truth = test[np.array(test_cats) == category]
-        a, b = NORM_PAIRS[category]
-        norm = np.linalg.norm(truth[:, a, :2] - truth[:, b, :2], axis=1)
-        distance = np.linalg.norm(truth[:, :, :2] - mean, axis=2) / norm[:, None]
-        errors.append(distance[truth[:, :, 2] == 1])
-    ne = 100.0 * np.concatenate(errors).mean()
+    train = read_annotations(root / "train" / "Annotations" / "train.csv")
+    test = read_annotations(root / "test" / "annotations.csv")
+    ne = mean_shape_ne(train, test)
     assert ne >= 25.0, ne
-    for cats, kps in ((train_cats, train), (test_cats, test)):
-        pairs = np.array([NORM_PAIRS[c] for c in cats])
-        rows = np.arange(len(cats))
-        norm = np.linalg.norm(kps[rows, pairs[:, 0], :2] - kps[rows, pairs[:, 1], :2], axis=1)
-        assert norm.min() >= 0.05 * 512
+    for split in (train, test):
+        assert normalizing_distance(split.keypoints, split.categories).min() >= 0.05 * 512
 
 
 def test_vary_size_gives_other_sizes_with_keypoints_inside(tmp_path):

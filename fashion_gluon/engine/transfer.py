@@ -71,9 +71,9 @@ def load_matching(net, source: "str | os.PathLike", category: str, schema: Keypo
     mapped = 0
     for name, param in params.items():
         value = loaded[name].asnumpy()
-        if value.shape != param.shape:
-            value = _select_channels(value, param.shape, channels, name, schema.num_keypoints)
-            mapped += 1
+        if value.shape != param.shape:  # or a dimension of param not yet inferred
+            selected = _select_channels(value, param.shape, channels, name, schema.num_keypoints)
+            mapped, value = mapped + (selected.shape != value.shape), selected
         param.set_data(mx.nd.array(value, dtype=param.dtype))
     return mapped
 
