@@ -87,3 +87,21 @@ def test_missing_onnx_package_is_one_line(tiny_run, tmp_path, command):
         f"fashion-gluon {command[0]}: error: onnx is not installed (import of onnx halted; None in sys.modules); "
         "install it with pip install -e .[export]")
     assert not any((tmp_path / "out").glob("*")), "nothing is written"
+
+
+def test_a_failed_python_write_of_a_checkpoint_file_is_the_same_one_line(tmp_path):
+    import errno
+
+    from fashion_gluon.engine.checkpoint import _write_mxnet_file
+    from fashion_gluon.errors import FashionGluonError
+
+    def save(name):  # the trainer states are written by Python: a full disk is an OSError there
+        open(name, "wb").write(b"partial")
+        raise OSError(errno.EFBIG, "File too large")
+
+    with pytest.raises(FashionGluonError) as caught:
+        _write_mxnet_file(tmp_path / "epoch-0002.states", save)
+    assert str(caught.value) == (f"could not write {tmp_path / 'epoch-0002.states'} (File too large); the run's last "
+                                 f"finished checkpoint is intact: free space, then `fashion-gluon train --resume "
+                                 f"{tmp_path}`")
+    assert list(tmp_path.iterdir()) == [], "no partial file is left"

@@ -42,9 +42,15 @@ def _write_mxnet_file(path: Path, save: Callable[[str], None]) -> None:
     except MXNetError as error:
         reason = next((line for line in str(error).splitlines() if "Check failed" in line or "rror" in line),
                       "write failed")
-        raise FashionGluonError(f"could not write {path} ({shorten(reason.strip(), 100)}); the run's last "
-                                f"finished checkpoint is intact: free space, then `fashion-gluon train --resume "
-                                f"{path.parent}`") from None
+        raise _write_failed(path, reason) from None
+    except OSError as error:  # what Python itself writes (the trainer states): a full disk, a size limit
+        raise _write_failed(path, error.strerror or str(error)) from None
+
+
+def _write_failed(path: Path, reason: str) -> FashionGluonError:
+    """The one line of a checkpoint file that could not be written."""
+    return FashionGluonError(f"could not write {path} ({shorten(reason.strip(), 100)}); the run's last finished "
+                             f"checkpoint is intact: free space, then `fashion-gluon train --resume {path.parent}`")
 
 
 def save_checkpoint(run_dir: Path, net, trainer, state: dict[str, Any], config: dict) -> None:
