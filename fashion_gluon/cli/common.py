@@ -65,13 +65,13 @@ def data_root_of(data_root: "str | None", checkpoint) -> str:
     if data_root:
         return data_root
     from ..inference.export import META, read_export_meta
-    from ..runs import is_run, run_data_root
+    from ..runs import LAST, is_run, run_data_root
 
     checkpoint = Path(checkpoint)
     if is_run(checkpoint):
         return run_data_root(checkpoint)
     if not (checkpoint / META).is_file():
-        raise FashionGluonError(f"{checkpoint} is neither a training run (no last.json) nor an exported model "
+        raise FashionGluonError(f"{checkpoint} is neither a training run (no {LAST}) nor an exported model "
                                 f"(no {META})")
     root = read_export_meta(checkpoint).get("data_root")
     if not isinstance(root, str) or not root:

@@ -11,10 +11,10 @@ from .common import data_root_of, parse_ctx, parse_size, print_result
 
 def resume_config(run_dir: str, overrides: "list[str]") -> dict:
     """The config of a run to resume with ``overrides`` applied (a clear error if ``run_dir`` is no run)."""
-    from ..runs import is_run, run_config
+    from ..runs import LAST, is_run, run_config
 
     if not is_run(run_dir):
-        raise FashionGluonError(f"{run_dir} holds no checkpoint (no last.json); nothing to resume")
+        raise FashionGluonError(f"{run_dir} holds no checkpoint (no {LAST}); nothing to resume")
     return run_config(run_dir, overrides)
 
 

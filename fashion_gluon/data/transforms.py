@@ -1,6 +1,6 @@
 """Composable, keypoint-exact augmentations that render the image with ONE affine warp.
 
-Conventions (shared with :mod:`fashion_gluon.codec` and :mod:`fashion_gluon.keypoints`):
+Conventions (shared with :mod:`fashion_gluon.codec` and :mod:`fashion_gluon.inference.predictor`):
 
 * A point is ``(x, y)`` in pixels; integer coordinates are pixel centres, as in
   ``cv2.warpAffine``: ``dst(p) = src(M⁻¹ p)``. Pixel ``x`` covers ``[x − ½, x + ½]``, so a
