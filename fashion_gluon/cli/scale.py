@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..data.sources import SPLITS
 from ..engine.distributed import DEFAULT_PORT
 from ..errors import FashionGluonError
 from ..inference.formats import FORMATS, QUANTIZE_FORMATS
@@ -94,7 +95,7 @@ def register(sub) -> None:
     p.add_argument("--category", required=True, help="a category of the schema, or all")
     p.add_argument("--schema", help="keypoint schema: a shipped name or a YAML/JSON file (default: fashionai)")
     p.add_argument("--out", required=True, help="the .rec file (its .idx is written beside it)")
-    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--split", default="train", choices=SPLITS)
     p.add_argument("--val-fraction", type=float, default=0.1, help="as data.val_fraction of the runs")
     p.add_argument("--split-seed", type=int, default=0, help="as data.split_seed of the runs")
     p.add_argument("--skip-bad-images", action="store_true", help="drop unreadable images instead of failing")
