@@ -221,3 +221,14 @@ def test_a_pack_and_a_folder_train_as_one_union(synth, packed):
         for x, y in zip(pack_rows[key], union[key]):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert [source.file for source in union.annotations.sources] == [out.resolve(), answers.resolve()]
+
+
+def test_predicting_a_packs_split_reads_its_records(synth, packed, tiny_run):
+    from fashion_gluon.inference.predictor import Predictor
+
+    out, _ = packed
+    predictor = Predictor([tiny_run], flip=False)
+    rows, from_pack = predictor.predict_split([str(out)], "val")
+    folder = SplitDataset(synth, "all", "train", check=False)  # the packed rows' own image files
+    paths = {image_id: folder.image_path(i) for i, image_id in enumerate(folder.annotations.image_ids)}
+    np.testing.assert_array_equal(from_pack, predictor.predict([paths[i] for i in rows.image_ids], rows.categories))

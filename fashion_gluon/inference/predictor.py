@@ -44,6 +44,7 @@ from mxnet import gluon
 from tqdm import tqdm
 
 from ..data.annotations import Annotations
+from ..data.dataset import KeypointDataset
 from ..data.images import read_image
 from ..data.layout import Source
 from ..data.sources import load_split, training_data
@@ -278,7 +279,9 @@ class Predictor:
         elif data is None:
             raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
         rows = load_split(data, split, ALL, config.get("val_fraction", 0.1), config.get("split_seed", 0), self.schema)
-        return rows, self.predict([rows.image_path(r) for r in range(len(rows))], rows.categories, rows.boxes, scores=scores)
+        images = KeypointDataset(rows)  # each row's image from its source: a file, or a pack's record
+        return rows, self.predict([images.image_input(r) for r in range(len(rows))], rows.categories, rows.boxes,
+                                  scores=scores)
 
     def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None,
                       scores: bool = False) -> tuple[Annotations, np.ndarray, list[str]]:
