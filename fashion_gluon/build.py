@@ -88,7 +88,8 @@ def _split_options(config: dict) -> dict:
     data = config["data"]
     size = data["input_size"]
     return {"val_fraction": data["val_fraction"], "split_seed": data["split_seed"], "schema": build_schema(config),
-            "box_margin": data["box_margin"], "box_aspect": size[1] / size[0]}
+            "box_margin": data["box_margin"], "box_aspect": size[1] / size[0], "box_crop_p": data["box_crop_p"],
+            "box_jitter": data["box_jitter"]}
 
 
 def load_run(run_dir: "str | os.PathLike", ctx: Sequence[mx.Context] = (mx.cpu(),)):

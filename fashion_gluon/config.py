@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "schema": "fashionai",      # keypoint schema: a shipped name or a YAML/JSON file (fashion_gluon/schema.py)
         "train_files": [],          # training sources FILE[:IMAGE_DIR] (--train); empty: --data-root's train/
         "box_margin": 1.25,         # an object's box is enlarged this much before its crop
+        "box_crop_p": 0.0,          # top-down training: share of items cropped to their labelled points' box
+        "box_jitter": 0.0,          # training boxes moved and scaled by up to ± this share (a first stage's error)
         "input_size": [384, 384],   # (H, W) of the network input
         "stride": 4,                # heatmap stride
         "sigma": 2.0,               # base Gaussian sigma, heatmap pixels
@@ -185,6 +187,7 @@ _RANGES: dict[str, tuple] = {
     "data.num_workers": ("int", 0, None, True), "data.rotate_p": ("number", 0, 1, True),
     "data.max_rotate": ("number", 0, 180, True), "data.flip_p": ("number", 0, 1, True),
     "data.crop_margin": ("number", 0, None, True), "data.box_margin": ("number", 1, None, True),
+    "data.box_crop_p": ("number", 0, 1, True), "data.box_jitter": ("number", 0, 0.5, True),
     "loss.fg_weight": ("number", 0, None, True), "loss.integral_weight": ("number", 0, None, True),
     "loss.integral_beta": ("number", 0, None, False),
     "train.epochs": ("int", 1, None, True), "train.batch_size": ("int", 1, None, True),

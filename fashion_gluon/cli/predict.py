@@ -28,7 +28,7 @@ def cmd_predict(args) -> None:
 
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
-                          precision=args.precision, runtime=args.runtime, decode=args.decode)
+                          precision=args.precision, runtime=args.runtime, decode=args.decode, stage1=args.stage1)
     if args.images:
         return _predict_images(args, predictor)
     if args.test and args.split != "test":
@@ -147,6 +147,9 @@ def register(sub) -> None:
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--scales", type=parse_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
     p.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")
+    p.add_argument("--stage1", action="append", metavar="RUN_DIR",
+                   help="two-stage prediction: this checkpoint (repeat for several) finds each garment's box on the "
+                        "whole image, --checkpoint predicts on its crop (a model trained with data.box_crop_p > 0)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")

@@ -24,7 +24,7 @@ from ..schema import ALL, KeypointSchema
 from .annotations import Annotations
 from .images import check_images, read_image
 from .sources import Data, load_split
-from .transforms import BOX_MARGIN, Sample, crop_to_box
+from .transforms import BOX_MARGIN, Sample, crop_to_box, jitter_box, points_box
 
 
 class KeypointDataset(gluon.data.Dataset):
@@ -34,16 +34,24 @@ class KeypointDataset(gluon.data.Dataset):
 
     A row with a box is cropped to it first (:func:`~.transforms.crop_to_box`: enlarged by
     ``box_margin``, widened to ``box_aspect`` = W / H of the network input); in training
-    (with a ``codec``) a row of a file with boxes that has none uses its labelled points' box."""
+    (with a ``codec``) a row of a file with boxes that has none uses its labelled points' box.
+
+    Top-down (two-stage) training: with ``box_crop_p`` > 0 a training item is cropped to its
+    labelled (``v`` ≥ 0) points' box with that probability, whatever its file, and every training
+    box is moved and scaled by up to ± ``box_jitter`` (:func:`~.transforms.jitter_box`), the
+    error of the first stage that finds the box at test time. A model trained only on crops
+    (``box_crop_p`` = 1) is evaluated on the labelled points' boxes too (ground-truth boxes, as
+    top-down pose models are validated); :meth:`boxes` lists them."""
 
     def __init__(self, annotations: Annotations, category: str = ALL, transform=None,
                  codec: "HeatmapCodec | None" = None, seed: int = 0, box_margin: float = BOX_MARGIN,
-                 box_aspect: "float | None" = None):
+                 box_aspect: "float | None" = None, box_crop_p: float = 0.0, box_jitter: float = 0.0):
         self.annotations, self.category, self.schema = annotations, category, annotations.schema
         self.channels = list(self.schema.category_indices(category))
         self.flip_perm = self.schema.flip_permutation(category)
         self.transform, self.codec, self.seed = transform, codec, seed
         self.box_margin, self.box_aspect = box_margin, box_aspect
+        self.box_crop_p, self.box_jitter = box_crop_p, box_jitter
         self._packs: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -69,36 +77,49 @@ class KeypointDataset(gluon.data.Dataset):
             self._packs[index] = PackReader(source.file)
         return self._packs[index].image(self.annotations.file_row(row))
 
-    def box(self, row: int) -> "np.ndarray | None":
-        """The (x0, y0, x1, y1) box ``row`` is cropped to, or None (the whole image)."""
+    def box(self, row: int, rng: "np.random.Generator | None" = None) -> "np.ndarray | None":
+        """The (x0, y0, x1, y1) box ``row`` is cropped to, or None (the whole image); ``rng`` (a
+        training item's) draws the points' box crop and the jitter (see the class docstring)."""
         boxes = self.annotations.boxes
-        if boxes is None:
-            return None
-        if np.isfinite(boxes[row]).all():
-            return boxes[row]
-        if self.codec is not None and self.annotations.keypoints is not None:
-            labelled = self.annotations.keypoints[row]
-            labelled = labelled[labelled[:, 2] >= 0, :2]
-            if len(labelled) >= 2 and np.ptp(labelled, axis=0).min() > 0:
-                return np.concatenate([labelled.min(axis=0), labelled.max(axis=0)])
-        return None
+        box = boxes[row] if boxes is not None and np.isfinite(boxes[row]).all() else None
+        training = self.codec is not None
+        if training:
+            wanted = boxes is not None or (rng is not None and self.box_crop_p > 0 and rng.random() < self.box_crop_p)
+        else:
+            wanted = self.box_crop_p >= 1.0
+        if box is None and wanted:
+            box = self.labelled_box(row)
+        if box is not None and training and rng is not None and self.box_jitter > 0:
+            box = jitter_box(box, rng, self.box_jitter)
+        return box
 
-    def sample(self, row: int) -> Sample:
+    def labelled_box(self, row: int) -> "np.ndarray | None":
+        """The box of ``row``'s labelled (``v`` ≥ 0) keypoints, or None."""
+        if self.annotations.keypoints is None:
+            return None
+        labelled = self.annotations.keypoints[row, self.channels]
+        return points_box(labelled[labelled[:, 2] >= 0, :2])
+
+    def boxes(self) -> np.ndarray:
+        """Every row's :meth:`box` without augmentation, (N, 4); NaN rows: the whole image."""
+        return np.array([[np.nan] * 4 if (box := self.box(row)) is None else box for row in range(len(self))])
+
+    def sample(self, row: int, rng: "np.random.Generator | None" = None) -> Sample:
         """The untransformed Sample of ``row`` (keypoints in this dataset's channel order), cropped
-        to its box."""
+        to its box (drawn with ``rng`` in training, see :meth:`box`)."""
         image = self.load_image(row)
         if self.annotations.keypoints is not None:
             keypoints = self.annotations.keypoints[row, self.channels]
         else:
             keypoints = np.full((len(self.channels), 3), -1.0)
         sample = Sample.from_image(image, keypoints, self.flip_perm)
-        box = self.box(row)
+        box = self.box(row, rng)
         return sample if box is None else crop_to_box(sample, box, self.box_margin, self.box_aspect)
 
     def __getitem__(self, key):
         epoch, row = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.seed, epoch, row])
-        sample = self.sample(row)
+        sample = self.sample(row, rng)
         if self.transform is not None:
             sample = self.transform(sample, rng)
         if self.codec is None:
@@ -116,14 +137,15 @@ class SplitDataset(KeypointDataset):
                  transform=None, codec: "HeatmapCodec | None" = None, val_fraction: float = 0.1,
                  split_seed: int = 0, seed: int = 0, check: bool = True, on_bad_image: str = "error",
                  schema: "KeypointSchema | str | None" = None, box_margin: float = BOX_MARGIN,
-                 box_aspect: "float | None" = None):
+                 box_aspect: "float | None" = None, box_crop_p: float = 0.0, box_jitter: float = 0.0):
         annotations = load_split(data, split, category, val_fraction, split_seed, schema)
         if check:  # a pack's images were checked when it was packed
             packed = np.array([annotations.source(r).packed for r in range(len(annotations))], dtype=bool)
             loose = np.flatnonzero(~packed)
             kept, _ = check_images(annotations.subset(loose), on_error=on_bad_image)
             annotations = annotations.subset(np.sort(np.concatenate([loose[kept], np.flatnonzero(packed)])))
-        super().__init__(annotations, category, transform, codec, seed, box_margin, box_aspect)
+        super().__init__(annotations, category, transform, codec, seed, box_margin, box_aspect, box_crop_p,
+                         box_jitter)
         self.split = split
 
 

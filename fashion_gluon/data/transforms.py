@@ -153,6 +153,26 @@ def crop_to_box(sample: Sample, box: "Sequence[float]", margin: float = BOX_MARG
     return _move(sample, delta, size)
 
 
+def points_box(points: np.ndarray) -> "np.ndarray | None":
+    """The (x0, y0, x1, y1) box of ``points`` (M, 2), or None when fewer than two points span
+    no area (a box needs a width and a height)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 2 or np.ptp(points, axis=0).min() <= 0:
+        return None
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+def jitter_box(box: "Sequence[float]", rng: np.random.Generator, amount: float) -> np.ndarray:
+    """``box`` (x0, y0, x1, y1) moved by up to ± ``amount`` of its width and height and scaled by
+    a factor in [1 − amount, 1 + amount] about its centre: the training-time stand-in for the
+    error of a box found by a first stage (uniform draws)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    size = np.array([x1 - x0, y1 - y0])
+    centre = np.array([x0 + x1, y0 + y1]) / 2.0 + rng.uniform(-amount, amount, 2) * size
+    half = size * rng.uniform(1.0 - amount, 1.0 + amount) / 2.0
+    return np.concatenate([centre - half, centre + half])
+
+
 def resize(sample: Sample, size: Size, keep_aspect: bool = False) -> Sample:
     """Scale the frame to ``size`` (H, W); with ``keep_aspect`` scale uniformly and centre it
     (letterbox: the padding shows Warp's border value)."""

@@ -26,7 +26,7 @@ def evaluate_dataset(model: KeypointModel, dataset: KeypointDataset, ctx: Sequen
                         f"{TEST_TRUTH})", annotations.file_of(0))
     predictor = Predictor([model], flip=flip, ctx=ctx, batch_size=batch_size)
     images = [dataset.image_input(row) for row in range(len(dataset))]
-    points = predictor.predict(images, annotations.categories, annotations.boxes)
+    points = predictor.predict(images, annotations.categories, dataset.boxes())  # ground-truth boxes of crop models
     return normalized_error(points, annotations.keypoints, annotations.categories, annotations.schema)
 
 

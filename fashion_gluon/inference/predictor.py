@@ -25,6 +25,14 @@ Decisions (documented once, here):
 * **Object boxes** (a test file with boxes, e.g. COCO): each object is cropped by its box as in
   training (:func:`~fashion_gluon.data.transforms.crop_to_box`, the checkpoint's
   ``data.box_margin``, widened to the input's aspect); the cascade, when on, refines inside it.
+* **Two stages** (top-down): with ``stage1`` checkpoints, a first pass of those (flip as set,
+  scale 1) over each whole image (or its object box) finds the garment: the box of its
+  predicted points that score at least :data:`STAGE1_SCORE_SHARE` of the object's best (a
+  keypoint the photo does not show gives a weak, arbitrary peak). The checkpoints then predict
+  on that box, cropped as training cropped its labelled points' box (``data.box_crop_p``,
+  ``box_margin``), with flip / scales / cascade as set. Without a first stage, a model trained
+  only on crops (``data.box_crop_p`` = 1) is validated on ground-truth boxes (the labelled
+  points' box), as top-down pose models are.
 * **Clipping.** Keypoints are clipped to the image's pixel centres, [0, W − 1] × [0, H − 1]:
   sub-pixel decoding may put a peak on the border row or column up to half a heatmap pixel
   past them (a submission needs non-negative coordinates inside the image), and clipping
@@ -48,7 +56,7 @@ from ..data.dataset import KeypointDataset
 from ..data.images import read_image
 from ..data.layout import Source
 from ..data.sources import load_split, training_data
-from ..data.transforms import BOX_MARGIN, Sample, crop, crop_to_box, inverse_transform_points, resize, test_transform
+from ..data.transforms import BOX_MARGIN, Sample, crop, crop_to_box, inverse_transform_points, points_box, resize, test_transform
 from ..errors import DataError, FashionGluonError
 from ..schema import ALL, KeypointSchema
 from .load import load_model
@@ -57,6 +65,9 @@ from .model import KeypointModel
 #: Seed's cascade margins (x, y) in pixels of a 512 × 512 image; scaled with the image size.
 CASCADE_MARGIN: tuple[float, float] = (100.0, 80.0)
 CASCADE_REFERENCE = 512.0
+#: A first-stage keypoint counts toward its object's box when it scores at least this share of
+#: the object's best keypoint.
+STAGE1_SCORE_SHARE = 0.25
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 
@@ -96,6 +107,20 @@ def cascade_margins(image_sizes: np.ndarray) -> np.ndarray:
     :data:`CASCADE_MARGIN` per :data:`CASCADE_REFERENCE` pixels of width / height."""
     sizes = np.asarray(image_sizes, dtype=np.float64).reshape(-1, 2)
     return sizes[:, ::-1] * np.asarray(CASCADE_MARGIN) / CASCADE_REFERENCE
+
+
+def stage1_boxes(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Object boxes (N, 4) ``(x0, y0, x1, y1)`` of first-stage predictions ``points`` (N, K, 3) =
+    (x, y, score) over the keypoints of ``mask`` (N, K) (the objects' categories): the box of the
+    points scoring at least :data:`STAGE1_SCORE_SHARE` of the object's best; NaN (the whole
+    image) where those span no area."""
+    boxes = np.full((len(points), 4), np.nan)
+    for i, (obj, inside) in enumerate(zip(np.asarray(points, dtype=np.float64), mask)):
+        scores = obj[inside, 2]
+        if len(scores):
+            box = points_box(obj[inside][scores >= STAGE1_SCORE_SHARE * scores.max(), :2])
+            boxes[i] = np.nan if box is None else box
+    return boxes
 
 
 def cascade_boxes(points: np.ndarray, image_sizes: np.ndarray, margins: np.ndarray) -> np.ndarray:
@@ -173,13 +198,15 @@ class Predictor:
     runs fp32 MXNet models in bfloat16 on the CPU; ``runtime`` as :func:`load_model`;
     ``decode`` (one of :data:`~fashion_gluon.codec.DECODERS`) overrides the decoding rule of every checkpoint.
     ``flip`` is off for a schema that is not flippable (see :mod:`fashion_gluon.schema`).
+    ``stage1``: checkpoints (or a Predictor) whose first pass finds each garment's box for these
+    checkpoints to refine (two-stage prediction, see the module docstring).
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
                  num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "auto",
-                 decode: "str | None" = None):
+                 decode: "str | None" = None, stage1: "Sequence[str | os.PathLike | KeypointModel] | Predictor | None" = None):
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
@@ -197,6 +224,13 @@ class Predictor:
             raise FashionGluonError(f"the checkpoints were trained with different keypoint schemas "
                                     f"({', '.join(sorted(schemas))}); predict with one schema at a time")
         self.flip = self.flip and self.schema.flippable  # a schema without sides is never mirrored
+        if stage1 is not None and not isinstance(stage1, Predictor):
+            stage1 = Predictor(stage1, flip=self.flip, ctx=self.ctx, batch_size=self.batch_size, num_workers=num_workers,
+                               progress=progress, precision=precision, runtime=runtime) if stage1 else None
+        if stage1 is not None and stage1.schema != self.schema:
+            raise FashionGluonError(f"the first stage was trained with keypoint schema {stage1.schema.name!r}, the "
+                                    f"checkpoints with {self.schema.name!r}; both stages need one schema")
+        self.stage1 = stage1
 
     @property
     def schema(self) -> KeypointSchema:
@@ -257,6 +291,8 @@ class Predictor:
         if len(categories) != len(images):
             raise ValueError(f"got {len(categories)} categories for {len(images)} images")
         self.check_routing(categories)
+        if self.stage1 is not None:
+            boxes = self.find_boxes(images, categories, boxes)
         categories = np.asarray(categories, dtype=object)
         out = np.full((len(images), self.schema.num_keypoints, 3), -1.0)
         for category in dict.fromkeys(categories):
@@ -265,6 +301,16 @@ class Predictor:
             out[rows] = self.schema.local_to_global(category, self._predict_category([images[r] for r in rows], category,
                                                                                      objects))
         return out if scores else out[..., :2]
+
+    def find_boxes(self, images: Sequence[ImageInput], categories: Sequence[str],
+                   boxes: "np.ndarray | None" = None) -> np.ndarray:
+        """The first stage's object boxes (N, 4) of ``images`` (inside ``boxes`` where given; see
+        :func:`stage1_boxes`)."""
+        if self.stage1 is None:
+            raise FashionGluonError("this predictor has no first stage (stage1) to find boxes with")
+        self.stage1.check_routing(categories)
+        first = self.stage1.predict(images, categories, boxes, scores=True)
+        return stage1_boxes(first, self.schema.category_mask(np.asarray(categories, dtype=object)))
 
     def predict_split(self, data: "str | os.PathLike | Source | None", split: str = "test", scores: bool = False
                       ) -> tuple[Annotations, np.ndarray]:
@@ -279,8 +325,10 @@ class Predictor:
         elif data is None:
             raise FashionGluonError("the test split needs --data-root ROOT or --test FILE[:IMAGE_DIR]")
         rows = load_split(data, split, ALL, config.get("val_fraction", 0.1), config.get("split_seed", 0), self.schema)
-        images = KeypointDataset(rows)  # each row's image from its source: a file, or a pack's record
-        return rows, self.predict([images.image_input(r) for r in range(len(rows))], rows.categories, rows.boxes,
+        # each row's image from its source (a file, or a pack's record); without a first stage, a
+        # crop-trained model's ground-truth boxes (see the module docstring)
+        images = KeypointDataset(rows, box_crop_p=0.0 if self.stage1 else config.get("box_crop_p", 0.0))
+        return rows, self.predict([images.image_input(r) for r in range(len(rows))], rows.categories, images.boxes(),
                                   scores=scores)
 
     def predict_files(self, paths: Sequence["str | os.PathLike"], category: "str | None" = None,
@@ -314,8 +362,9 @@ class Predictor:
         category = category or self.default_category()
         self.check_routing([category])
         models = self.models_for(category)
-        boxes = self._cascade_boxes([image], category, models) if self.cascade else None
-        heatmaps, matrices, _, _ = next(self._heatmap_batches([image], category, models, boxes))
+        objects = self.find_boxes([image], [category]) if self.stage1 is not None else None
+        boxes = self._cascade_boxes([image], category, models, objects) if self.cascade else None
+        heatmaps, matrices, _, _ = next(self._heatmap_batches([image], category, models, boxes, objects))
         (height, width), matrix = models[0].input_size, matrices[0]
         frame = cv2.warpAffine(load_image(image), matrix[:2], (width, height), flags=cv2.INTER_LINEAR)
         return heatmaps[0], frame
@@ -377,4 +426,4 @@ class Predictor:
 
 
 __all__ = ["Predictor", "model_heatmaps", "scaled_size", "resize_heatmaps", "cascade_boxes", "cascade_margins",
-           "load_image", "CASCADE_MARGIN"]
+           "stage1_boxes", "load_image", "CASCADE_MARGIN", "STAGE1_SCORE_SHARE"]
