@@ -45,7 +45,7 @@ class Rule:
         if too_low or (high is not None and value > high) or value != value:
             bounds = (f"{'≥' if self.inclusive else '>'} {low}" if low is not None else "") + \
                      (f"{' and ' if low is not None else ''}≤ {high}" if high is not None else "")
-            raise ValueError(f"{key} must be {bounds}, got {value!r}")
+            raise ValueError(f"{key} must be {bounds or 'a number'}, got {value!r}")
         return value
 
 

@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "codec": {
         "decode": "dark",           # a codec.DECODERS rule: dark (distribution-aware) | quarter (argmax + ¼ px)
     },
-    "loss": LossOptions().as_config(),  # losses.LossOptions: fg_weight, top_k, ohkm, integral_weight, integral_beta
+    "loss": LossOptions().as_config(),  # keys, defaults and rules: losses.LossOptions
     "train": {
         "epochs": 28,
         "batch_size": 10,

@@ -25,6 +25,9 @@ Regression", 2018): the final heatmaps are turned into distributions by a softma
 (soft-argmax) point; its L1 distance in heatmap pixels to the expectation of the
 normalized target Gaussian is averaged like the MSE and added ``integral_weight`` times.
 It supervises the point itself, not only the shape of the map.
+
+The settings a run chooses (``fg_weight``, ``top_k``, ``ohkm``, ``integral_weight``,
+``integral_beta``; the config's ``loss`` section) are :class:`LossOptions`, with their defaults and rules.
 """
 from __future__ import annotations
 
