@@ -20,6 +20,7 @@ from .data.sources import training_data
 from .data.transforms import test_transform, train_transform
 from .errors import FashionGluonError
 from .families import ModelFamily, family_of
+from .losses import LossOptions
 from .models import get_model
 from .runs import load_run_weights, load_state, run_config
 from .schema import KeypointSchema, load_schema
@@ -53,9 +54,7 @@ def build_model(config: dict, category: str, ctx: Sequence[mx.Context]) -> gluon
 
 def build_loss(config: dict) -> gluon.HybridBlock:
     """The hybridized training loss of the config's model family."""
-    loss = config["loss"]
-    loss_fn = build_family(config).loss(float(loss["fg_weight"]), loss["top_k"], bool(loss["ohkm"]),
-                                        float(loss["integral_weight"]), float(loss["integral_beta"]))
+    loss_fn = build_family(config).loss(LossOptions.from_config(config["loss"]))
     loss_fn.hybridize(static_alloc=True, static_shape=True)
     return loss_fn
 

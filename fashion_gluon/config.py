@@ -8,7 +8,9 @@ ranges, the model name and an input size the model accepts), before any data is 
 choice is checked against the table of the module that implements it: ``codec.decode``
 against :data:`~.codec.DECODERS` here; the ``train`` section's optimizer, schedule, precision
 and kvstore by the training engine (``engine.trainer.check_train_choices``, above this layer),
-before a run starts. Both give the one line of :func:`check_choice`.
+before a run starts. Both give the one line of :func:`check_choice`. The ``loss`` section is
+:class:`~.losses.LossOptions`' (its keys, defaults and ranges); every range gives the one line of
+:meth:`~.checks.Rule.check`.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from .checks import Rule
 from .codec import DECODERS
 from .errors import ConfigError, quoted, shorten
 from .fileio import atomic_write, shipped_names, shipped_or_path
+from .losses import LossOptions
 from .models.registry import check_input_size, model_class
 from .schema import load_schema
 
@@ -55,13 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "codec": {
         "decode": "dark",           # a codec.DECODERS rule: dark (distribution-aware) | quarter (argmax + ¼ px)
     },
-    "loss": {
-        "fg_weight": 0.0,           # pixel weight 1 + fg_weight * target (from-scratch training needs ~10)
-        "top_k": None,              # OHKM keypoints per sample; None = half of them
-        "ohkm": True,               # OHKM on the outputs the model's family declares ohkm; false: masked MSE
-        "integral_weight": 0.0,     # > 0: add this times the soft-argmax L1 distance (heatmap px)
-        "integral_beta": 10.0,      # softmax sharpness of that soft-argmax
-    },
+    "loss": LossOptions().as_config(),  # keys, defaults and rules: losses.LossOptions
     "train": {
         "epochs": 28,
         "batch_size": 10,
@@ -180,7 +178,7 @@ def load_config(path: "str | os.PathLike | None" = None, overrides: Iterable[str
 
 #: The choices checked when a config is loaded, each the table of the module implementing it.
 _CHOICES: dict[str, tuple[str, ...]] = {"codec.decode": DECODERS}
-# key: (kind, lower bound, upper bound, lower bound inclusive); kinds: int, number, probability
+# key: (kind, lower bound, upper bound, lower bound inclusive): a checks.Rule; kinds int, number
 _RANGES: dict[str, tuple] = {
     "data.stride": ("int", 1, None, True), "data.sigma": ("number", 0, None, False),
     "data.val_fraction": ("number", 0, 1, True), "data.split_seed": ("int", None, None, True),
@@ -188,8 +186,6 @@ _RANGES: dict[str, tuple] = {
     "data.max_rotate": ("number", 0, 180, True), "data.flip_p": ("number", 0, 1, True),
     "data.crop_margin": ("number", 0, None, True), "data.box_margin": ("number", 1, None, True),
     "data.box_crop_p": ("number", 0, 1, True), "data.box_jitter": ("number", 0, 0.5, True),
-    "loss.fg_weight": ("number", 0, None, True), "loss.integral_weight": ("number", 0, None, True),
-    "loss.integral_beta": ("number", 0, None, False),
     "train.epochs": ("int", 1, None, True), "train.batch_size": ("int", 1, None, True),
     "train.lr": ("number", 0, None, False), "train.momentum": ("number", 0, 1, True),
     "train.wd": ("number", 0, None, True), "train.warmup_steps": ("int", 0, None, True),
@@ -199,9 +195,8 @@ _RANGES: dict[str, tuple] = {
     "swa.lr_max": ("number", 0, None, False), "swa.lr_min": ("number", 0, None, True),
     "swa.bn_images": ("int", 1, None, True),
 }
-_OPTIONAL = {"loss.top_k": ("int", 1, None, True), "train.clip_gradient": ("number", 0, None, False),
-             "train.time_budget_s": ("number", 0, None, False)}
-_BOOLEANS = ("data.color", "loss.ohkm")
+_OPTIONAL = {"train.clip_gradient": ("number", 0, None, False), "train.time_budget_s": ("number", 0, None, False)}
+_BOOLEANS = ("data.color",)
 
 
 def check_choice(key: str, value: Any, choices: Iterable[str], source: str = "config") -> None:
@@ -212,16 +207,12 @@ def check_choice(key: str, value: Any, choices: Iterable[str], source: str = "co
         raise ConfigError(f"{source}: {key} must be one of {', '.join(choices)}, got {quoted(value)}")
 
 
-def _number(key: str, value: Any, kind: str, low, high, inclusive: bool, source: str) -> None:
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if kind == "int" and not is_int or kind != "int" and not (is_int or isinstance(value, float)):
-        raise ConfigError(f"{source}: {key} must be {'an integer' if kind == 'int' else 'a number'}, "
-                          f"got {value!r}")
-    too_low = low is not None and (value < low if inclusive else value <= low)
-    if too_low or (high is not None and value > high) or value != value:
-        bounds = (f"{'≥' if inclusive else '>'} {low}" if low is not None else "") + \
-                 (f"{' and ' if low is not None else ''}≤ {high}" if high is not None else "")
-        raise ConfigError(f"{source}: {key} must be {bounds}, got {value!r}")
+def _check(key: str, value: Any, rule: Rule, source: str) -> None:
+    """The one-line ConfigError of :meth:`Rule.check` unless ``value`` keeps ``rule``."""
+    try:
+        rule.check(key, value)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def _pair(config: dict, key: str, low: float, high: "float | None", source: str) -> None:
@@ -241,13 +232,15 @@ def validate(config: dict, source: str = "config") -> dict:
     for key, choices in _CHOICES.items():
         check_choice(key, flat[key], choices, source)
     for key, rule in _RANGES.items():
-        _number(key, flat[key], *rule, source)
+        _check(key, flat[key], Rule(*rule), source)
     for key, rule in _OPTIONAL.items():
-        if flat[key] is not None:
-            _number(key, flat[key], *rule, source)
+        _check(key, flat[key], Rule(*rule, optional=True), source)
     for key in _BOOLEANS:
-        if not isinstance(flat[key], bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {flat[key]!r}")
+        _check(key, flat[key], Rule("bool"), source)
+    try:
+        LossOptions.from_config(config["loss"])
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
     _pair(config, "data.crop_area", 0, 1, source)
     _pair(config, "data.crop_aspect", 0, None, source)
     train = config["train"]

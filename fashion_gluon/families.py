@@ -15,12 +15,11 @@ export or an INT8 model, which keep every output in the network's order — deco
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
 from .codec import HeatmapCodec
-from .losses import OutputsLoss
+from .losses import LossOptions, OutputsLoss
 from .models import CPN, StackedHourglass
 from .models.registry import model_class
 
@@ -61,15 +60,10 @@ class ModelFamily:
         :meth:`HeatmapCodec.decode`)."""
         return HeatmapCodec(tuple(input_size), stride, sigma, self.sigma_factors, decode)
 
-    def loss(self, fg_weight: float = 0.0, top_k: "int | None" = None, ohkm: bool = True,
-             integral_weight: float = 0.0, integral_beta: float = 10.0) -> OutputsLoss:
-        """The training loss over this family's outputs (see :mod:`~.losses`); ``ohkm`` false
-        trains the outputs declared ``ohkm`` with the masked MSE."""
-        def trained(output: "Output | None") -> "Output | None":
-            return dataclasses.replace(output, loss="mse") if output and output.loss == "ohkm" and not ohkm else output
-
-        return OutputsLoss(self.name, tuple(map(trained, self.outputs)), trained(self.repeated), top_k, fg_weight,
-                           integral_weight, integral_beta)
+    def loss(self, options: LossOptions = LossOptions()) -> OutputsLoss:
+        """The training loss over this family's outputs with ``options`` (see :mod:`~.losses`;
+        ``options.ohkm`` false trains the outputs declared ``ohkm`` with the masked MSE)."""
+        return OutputsLoss(self.name, self.outputs, self.repeated, options)
 
     @staticmethod
     def final(outputs):

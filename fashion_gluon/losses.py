@@ -25,13 +25,73 @@ Regression", 2018): the final heatmaps are turned into distributions by a softma
 (soft-argmax) point; its L1 distance in heatmap pixels to the expectation of the
 normalized target Gaussian is averaged like the MSE and added ``integral_weight`` times.
 It supervises the point itself, not only the shape of the map.
+
+The settings a run chooses (``fg_weight``, ``top_k``, ``ohkm``, ``integral_weight``,
+``integral_beta``; the config's ``loss`` section) are :class:`LossOptions`, with their defaults and rules.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
 
 import mxnet as mx
 from mxnet import gluon
+
+from .checks import Rule
+
+
+def _option(default: Any, rule: Rule) -> Any:
+    """A :class:`LossOptions` field: its default and the rule its value keeps."""
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The loss settings a run chooses, declared and checked here once: the config's ``loss``
+    section (its defaults are these), :meth:`~.families.ModelFamily.loss` and the loss blocks
+    below read them. A bad value raises a one-line ValueError naming it."""
+
+    #: pixel weight ``1 + fg_weight * target`` (from-scratch training needs ~10)
+    fg_weight: float = _option(0.0, Rule("number", 0))
+    #: OHKM keypoints per sample; None: half of them
+    top_k: "int | None" = _option(None, Rule("int", 1, optional=True))
+    #: OHKM on the outputs the model's family declares ``ohkm``; false: the masked MSE there too
+    ohkm: bool = _option(True, Rule("bool"))
+    #: > 0: add this times the soft-argmax L1 distance (heatmap pixels) on the final output
+    integral_weight: float = _option(0.0, Rule("number", 0))
+    #: softmax sharpness of that soft-argmax
+    integral_beta: float = _option(10.0, Rule("number", 0, inclusive=False))
+
+    def __post_init__(self):
+        for name in self.names():
+            check_option(name, getattr(self, name))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The options' names, in declaration order."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], prefix: str = "loss.") -> "LossOptions":
+        """The options of a config's ``loss`` section (missing keys take the defaults); an
+        unknown key or a bad value raises a one-line ValueError naming it as ``prefix + name``."""
+        for name, value in section.items():
+            if name not in cls.names():
+                raise ValueError(f"unknown loss option {prefix}{name}; valid: {', '.join(cls.names())}")
+            check_option(name, value, prefix + name)
+        return cls(**section)
+
+    def as_config(self) -> dict[str, Any]:
+        """The options as a config's ``loss`` section."""
+        return dataclasses.asdict(self)
+
+
+def check_option(name: str, value: Any, key: "str | None" = None) -> Any:
+    """``value`` if it keeps the rule of :class:`LossOptions`' option ``name``, else a one-line
+    ValueError naming ``key`` (default ``name``)."""
+    rule = next(field.metadata["rule"] for field in dataclasses.fields(LossOptions) if field.name == name)
+    return rule.check(key or name, value)
 
 
 def _namespace(x) -> "type(mx.nd) | type(mx.sym)":
@@ -48,18 +108,6 @@ def keypoint_mse(F, pred, target, weight, fg_weight: float = 0.0):
     if fg_weight:
         squared = squared * (1.0 + fg_weight * target)
     return F.mean(squared, axis=(2, 3)) * weight
-
-
-def _check_fg_weight(fg_weight: float) -> float:
-    if fg_weight < 0:
-        raise ValueError(f"fg_weight must be >= 0, got {fg_weight}")
-    return float(fg_weight)
-
-
-def _check_top_k(top_k: "int | None") -> "int | None":
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-    return top_k
 
 
 def _as_tuple(outputs) -> tuple:
@@ -95,11 +143,9 @@ class IntegralLoss(gluon.HybridBlock):
     """L1 distance (heatmap pixels) between the soft-argmax of the predicted heatmaps and
     the target Gaussians' centres, as a weighted mean over the counted keypoints (1,)."""
 
-    def __init__(self, beta: float = 10.0, **kwargs):
+    def __init__(self, beta: float = LossOptions.integral_beta, **kwargs):
         super().__init__(**kwargs)
-        if not beta > 0:
-            raise ValueError(f"integral beta must be > 0, got {beta}")
-        self.beta = float(beta)
+        self.beta = float(check_option("integral_beta", beta))
 
     def per_keypoint(self, pred, target, weight):
         """Weighted per-keypoint distances (N, K)."""
@@ -119,9 +165,9 @@ class IntegralLoss(gluon.HybridBlock):
 class MaskedMSELoss(gluon.HybridBlock):
     """Masked (and optionally foreground-weighted) heatmap MSE; see the module docstring."""
 
-    def __init__(self, fg_weight: float = 0.0, **kwargs):
+    def __init__(self, fg_weight: float = LossOptions.fg_weight, **kwargs):
         super().__init__(**kwargs)
-        self.fg_weight = _check_fg_weight(fg_weight)
+        self.fg_weight = float(check_option("fg_weight", fg_weight))
 
     def per_keypoint(self, pred, target, weight):
         """Weighted per-sample, per-keypoint losses (N, K)."""
@@ -137,9 +183,9 @@ class OHKMLoss(gluon.HybridBlock):
     weighted per-keypoint losses (``top_k`` None: ceil(K / 2)), averaged over
     the samples that have a counted keypoint."""
 
-    def __init__(self, top_k: "int | None" = None, fg_weight: float = 0.0, **kwargs):
+    def __init__(self, top_k: "int | None" = LossOptions.top_k, fg_weight: float = LossOptions.fg_weight, **kwargs):
         super().__init__(**kwargs)
-        self.top_k, self.fg_weight = _check_top_k(top_k), _check_fg_weight(fg_weight)
+        self.top_k, self.fg_weight = check_option("top_k", top_k), float(check_option("fg_weight", fg_weight))
 
     def per_sample(self, pred, target, weight):
         """Mean of each sample's hardest counted keypoint losses (N,)."""
@@ -166,7 +212,8 @@ class OHKMLoss(gluon.HybridBlock):
 
 
 class Supervised(Protocol):
-    """What :class:`OutputsLoss` reads of an output's declaration (:class:`~.families.Output`)."""
+    """What :class:`OutputsLoss` reads of an output's declaration (:class:`~.families.Output`, a
+    dataclass: OutputsLoss replaces its ``loss`` where ``LossOptions.ohkm`` is false)."""
 
     name: str
     loss: str  # one of LOSS_KINDS
@@ -180,7 +227,8 @@ LOSS_KINDS: tuple[str, ...] = ("mse", "ohkm")
 class OutputsLoss(gluon.HybridBlock):
     """The loss of a multi-output network, read from its family's declaration: the weighted sum
     ``sum_i weight_i * loss_i(output_i, target_i)`` over the outputs (``loss_i``
-    :class:`MaskedMSELoss` or :class:`OHKMLoss`), plus, with ``integral_weight`` > 0,
+    :class:`MaskedMSELoss` or :class:`OHKMLoss`; the masked MSE for every output when
+    ``options.ohkm`` is false), plus, with ``options.integral_weight`` > 0,
     ``integral_weight * Integral(final, final target)`` on the last (final) output.
 
     ``outputs``: each output's declaration, in the network's order. ``repeated``: the
@@ -191,11 +239,8 @@ class OutputsLoss(gluon.HybridBlock):
     """
 
     def __init__(self, label: str, outputs: Sequence[Supervised], repeated: "Supervised | None" = None,
-                 top_k: "int | None" = None, fg_weight: float = 0.0, integral_weight: float = 0.0,
-                 integral_beta: float = 10.0, **kwargs):
+                 options: LossOptions = LossOptions(), **kwargs):
         super().__init__(**kwargs)
-        if integral_weight < 0:
-            raise ValueError(f"integral_weight must be >= 0, got {integral_weight}")
         if len(outputs) != 1 and (repeated is not None or not outputs):
             raise ValueError(f"the {label} loss needs one output declaration, or one per output without repeated "
                              f"outputs (which share the final output's target), got {len(outputs)}")
@@ -204,12 +249,18 @@ class OutputsLoss(gluon.HybridBlock):
             if output.loss not in LOSS_KINDS:
                 raise ValueError(f"output {output.name!r}: loss must be one of {', '.join(LOSS_KINDS)}, "
                                  f"got {output.loss!r}")
-        self.label, self.outputs, self.repeated = label, tuple(outputs), repeated
-        self.integral_weight = float(integral_weight)
+
+        def trained(output: "Supervised | None") -> "Supervised | None":
+            mined = output is not None and output.loss == "ohkm"
+            return dataclasses.replace(output, loss="mse") if mined and not options.ohkm else output
+
+        self.label, self.outputs, self.repeated = label, tuple(map(trained, outputs)), trained(repeated)
+        self.integral_weight = float(options.integral_weight)
+        mined = any(trained(output).loss == "ohkm" for output in declared)
         with self.name_scope():
-            self.mse = MaskedMSELoss(fg_weight)
-            self.ohkm = OHKMLoss(top_k, fg_weight) if any(o.loss == "ohkm" for o in declared) else None
-            self.integral = IntegralLoss(integral_beta) if integral_weight > 0 else None
+            self.mse = MaskedMSELoss(options.fg_weight)
+            self.ohkm = OHKMLoss(options.top_k, options.fg_weight) if mined else None
+            self.integral = IntegralLoss(options.integral_beta) if options.integral_weight > 0 else None
 
     def _declarations(self, count: int) -> tuple:
         """The declaration of each of ``count`` outputs."""

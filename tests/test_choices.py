@@ -10,11 +10,13 @@ import pytest
 from fashion_gluon.cli.parser import build_parser
 from fashion_gluon.codec import DECODERS, HeatmapCodec
 from fashion_gluon.config import load_config
+from fashion_gluon.data.layout import KEYPOINT_FORMATS
+from fashion_gluon.data.sources import HELD_OUT_SPLITS, SPLITS
 from fashion_gluon.engine.schedule import SCHEDULES, BudgetSchedule, training_schedule
 from fashion_gluon.engine.trainer import KVSTORES, OPTIMIZERS, PRECISIONS, check_train_choices, resolve_precision
 from fashion_gluon.errors import ConfigError
 from fashion_gluon.inference import runtimes
-from fashion_gluon.inference.formats import FORMATS, QUANTIZE_FORMATS
+from fashion_gluon.inference.formats import CALIB_MODES, FORMATS, QUANTIZE_FORMATS
 
 TRAIN_TABLES = {"train.optimizer": OPTIMIZERS, "train.lr_schedule": SCHEDULES, "train.precision": PRECISIONS,
                 "train.kvstore": KVSTORES}
@@ -31,6 +33,9 @@ def test_the_tables():
     assert runtimes.ONNX_RUNTIMES == ("onnxruntime", "openvino")
     assert runtimes.RUNTIME_CHOICES == ("auto", "mxnet", "onnxruntime", "openvino")
     assert runtimes.PRECISIONS == ("fp32", "bf16", "int8")
+    assert CALIB_MODES == ("naive", "entropy")
+    assert SPLITS == ("train", "val", "test") and HELD_OUT_SPLITS == ("val", "test")
+    assert KEYPOINT_FORMATS == ("csv", "coco")
 
 
 @pytest.mark.parametrize("key", sorted(TRAIN_TABLES))
@@ -103,6 +108,24 @@ def test_the_cli_offers_exactly_the_tables():
     assert _choices("export")["--format"] == FORMATS
     assert _choices("quantize")["--format"] == QUANTIZE_FORMATS
     assert _choices("quantize")["--runtime"] == runtimes.ONNX_RUNTIMES
+    assert _choices("quantize")["--calib-mode"] == CALIB_MODES
+    assert _choices("predict")["--split"] == HELD_OUT_SPLITS
+    assert _choices("bench")["--split"] == HELD_OUT_SPLITS
+    assert _choices("evaluate")["--split"] == SPLITS
+    assert _choices("pack")["--split"] == SPLITS
+    assert _choices("predict")["--format"] == KEYPOINT_FORMATS
+    assert _choices("synth")["--format"] == KEYPOINT_FORMATS
+
+
+def test_the_implementations_refuse_what_their_tables_lack(tmp_path):
+    from fashion_gluon.data.synthetic_schema import generate_schema_dataset
+    from fashion_gluon.inference.quantize import ExportError, quantize
+
+    # Predictor.predict_split refuses what HELD_OUT_SPLITS lacks: tests/test_predict.py
+    with pytest.raises(ExportError, match=r"^calib_mode must be one of naive, entropy, got 'percentile'$"):
+        quantize(None, None, calib_mode="percentile")
+    with pytest.raises(ConfigError, match=r"^unknown format 'yaml'; expected one of csv, coco$"):
+        generate_schema_dataset(tmp_path / "synth", "fashionai", fmt="yaml")
 
 
 def test_the_loader_and_the_runtimes_accept_exactly_their_rows(tmp_path):

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("mxnet", "gluoncv", "cv2", "onnx", "onnxruntime", "openvino", "matplotlib")
 
 
@@ -28,8 +30,9 @@ print(json.dumps({{"commands": sorted(commands), "heavy": [m for m in {HEAVY!r} 
                                          "export", "quantize"])
 
 
-def test_help_imports_no_mxnet():
-    code = ("import sys\nfrom fashion_gluon.cli import main\ntry:\n    main(['train', '--help'])\n"
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"]], ids=" ".join)
+def test_help_imports_no_mxnet(argv):
+    code = (f"import sys\nfrom fashion_gluon.cli import main\ntry:\n    main({argv!r})\n"
             "except SystemExit as exit:\n    print(exit.code, 'mxnet' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "0 False", done.stderr

@@ -4,6 +4,7 @@ import yaml
 
 from fashion_gluon.config import DEFAULTS, load_config, parse_override, save_config
 from fashion_gluon.errors import ConfigError
+from fashion_gluon.losses import LossOptions
 
 
 def test_defaults_are_the_seed_recipe():
@@ -103,6 +104,26 @@ def test_shipped_configs_load():
 def test_values_are_checked_at_load(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_the_loss_section_is_loss_options():
+    assert DEFAULTS["loss"] == LossOptions().as_config() == {
+        "fg_weight": 0.0, "top_k": None, "ohkm": True, "integral_weight": 0.0, "integral_beta": 10.0}
+    config = load_config(None, ["loss.top_k=4", "loss.ohkm=false"])
+    assert LossOptions.from_config(config["loss"]) == LossOptions(top_k=4, ohkm=False)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss.fg_weight=-2", "loss.fg_weight must be ≥ 0, got -2"),
+    ("loss.top_k=2.5", "loss.top_k must be an integer, got 2.5"),
+    ("loss.ohkm=maybe", "loss.ohkm must be true or false, got 'maybe'"),
+    ("loss.integral_weight=-1", "loss.integral_weight must be ≥ 0, got -1"),
+    ("loss.integral_beta=0", "loss.integral_beta must be > 0, got 0"),
+])
+def test_a_bad_loss_value_is_refused_at_load_in_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert str(error.value) == f"config: {message}"
 
 
 def test_a_bad_value_in_a_file_names_the_file(tmp_path):

@@ -12,7 +12,7 @@ from fashion_gluon.families import (
     Output,
     family_of,
 )
-from fashion_gluon.losses import OutputsLoss
+from fashion_gluon.losses import LossOptions, OutputsLoss
 from fashion_gluon.models import get_model, list_models
 from fashion_gluon.models.cpn import NUM_LEVELS
 
@@ -47,7 +47,7 @@ def test_the_declarations():
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
 def test_family_losses_follow_the_declaration_and_loss_ohkm(family):
     for ohkm in (True, False):
-        loss = family.loss(ohkm=ohkm)
+        loss = family.loss(LossOptions(ohkm=ohkm))
         assert type(loss) is OutputsLoss and loss.label == family.name
         assert [o.loss for o in loss.outputs] == ["ohkm" if ohkm and o.loss == "ohkm" else "mse"
                                                   for o in family.outputs]

@@ -16,7 +16,7 @@ import pytest
 from mxnet import autograd, nd
 
 from fashion_gluon.families import CPN_FAMILY, HOURGLASS_FAMILY, Output
-from fashion_gluon.losses import IntegralLoss, MaskedMSELoss, OHKMLoss, OutputsLoss, soft_argmax
+from fashion_gluon.losses import IntegralLoss, LossOptions, MaskedMSELoss, OHKMLoss, OutputsLoss, soft_argmax
 
 PRED = np.zeros((2, 3, 2, 2), np.float32)
 TARGET = np.zeros((2, 3, 2, 2), np.float32)
@@ -128,7 +128,7 @@ def test_cpn_loss_rejects_wrong_number_of_outputs():
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_hourglass_loss_sums_stacks(use_ohkm, last, target, hybridize):
     # stack 0 predicts zeros: weighted losses s0 [0.25, 0, 0], s1 [0, 0.25, 0] → 0.5 / 5
-    loss = HOURGLASS_FAMILY.loss(ohkm=use_ohkm)
+    loss = HOURGLASS_FAMILY.loss(LossOptions(ohkm=use_ohkm))
     assert run(loss, (ZEROS, PRED), target, WEIGHT, hybridize=hybridize) == pytest.approx(0.1 + last)
     parts = loss.parts((nd.array(ZEROS), nd.array(PRED)), nd.array(target), nd.array(WEIGHT))
     np.testing.assert_allclose([float(p.asscalar()) for p in parts], [0.1, last], rtol=1e-6)
@@ -141,13 +141,13 @@ def test_hourglass_loss_sums_stacks(use_ohkm, last, target, hybridize):
     ids=["cpn", "hourglass"])
 def test_loss_ohkm_switches_the_final_output_between_ohkm_and_mse(family, outputs, target):
     # the final output: OHKM (0.625 + 1.625) / 2 = 1.125 with loss.ohkm, else its masked MSE 4.5625 / 5 = 0.9125
-    earlier = run(family.loss(ohkm=False), outputs, target, WEIGHT) - 4.5625 / 5
-    assert run(family.loss(ohkm=True), outputs, target, WEIGHT) == pytest.approx(earlier + 1.125)
+    earlier = run(family.loss(LossOptions(ohkm=False)), outputs, target, WEIGHT) - 4.5625 / 5
+    assert run(family.loss(LossOptions(ohkm=True)), outputs, target, WEIGHT) == pytest.approx(earlier + 1.125)
     assert earlier == pytest.approx(0.5 * 4 * 4.5625 / 5 if family is CPN_FAMILY else 0.1)
 
 
 def test_hourglass_single_output():
-    assert run(HOURGLASS_FAMILY.loss(ohkm=False), PRED, TARGET, WEIGHT) == pytest.approx(4.5625 / 5)
+    assert run(HOURGLASS_FAMILY.loss(LossOptions(ohkm=False)), PRED, TARGET, WEIGHT) == pytest.approx(4.5625 / 5)
 
 
 def test_outputs_loss_checks_its_declaration():
@@ -198,10 +198,32 @@ def test_losses_build_symbolically():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match=r"^top_k must be a positive integer or None, got 0$"):
+    # the blocks check their arguments by the rules of LossOptions: one wording
+    with pytest.raises(ValueError, match=r"^top_k must be ≥ 1, got 0$"):
         OHKMLoss(top_k=0)
-    with pytest.raises(ValueError, match=r"^fg_weight must be >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^top_k must be an integer, got 2.5$"):
+        OHKMLoss(top_k=2.5)
+    with pytest.raises(ValueError, match=r"^fg_weight must be ≥ 0, got -1$"):
         MaskedMSELoss(fg_weight=-1)
+    with pytest.raises(ValueError, match=r"^integral_beta must be > 0, got 0$"):
+        IntegralLoss(beta=0)
+
+
+def test_loss_options_are_checked_once_with_one_line_naming_the_option():
+    assert LossOptions() == LossOptions(fg_weight=0.0, top_k=None, ohkm=True, integral_weight=0.0, integral_beta=10.0)
+    assert LossOptions.names() == ("fg_weight", "top_k", "ohkm", "integral_weight", "integral_beta")
+    assert LossOptions.from_config({"top_k": 3, "ohkm": False}) == LossOptions(top_k=3, ohkm=False)
+    for kwargs, message in [({"fg_weight": -1}, "fg_weight must be ≥ 0, got -1"),
+                            ({"top_k": True}, "top_k must be an integer, got True"),
+                            ({"ohkm": "yes"}, "ohkm must be true or false, got 'yes'"),
+                            ({"integral_weight": -0.5}, "integral_weight must be ≥ 0, got -0.5"),
+                            ({"integral_beta": 0}, "integral_beta must be > 0, got 0")]:
+        with pytest.raises(ValueError, match=rf"^{message}$"):
+            LossOptions(**kwargs)
+        with pytest.raises(ValueError, match=rf"^loss\.{message}$"):
+            LossOptions.from_config(kwargs)
+    with pytest.raises(ValueError, match=r"^unknown loss option loss\.topk; valid: fg_weight, top_k, ohkm, "):
+        LossOptions.from_config({"topk": 3})
 
 
 # --------------------------------------------------------------------------- integral term
@@ -260,21 +282,21 @@ def test_cpn_and_hourglass_losses_add_the_weighted_integral_term_on_the_final_ou
     integral = run(IntegralLoss(beta=4.0), pred, target, weight)
     outputs = (pred,) * 5
     cpn_plain = run(CPN_FAMILY.loss(), outputs, (target,) * 5, weight)
-    with_term = CPN_FAMILY.loss(integral_weight=0.3, integral_beta=4.0)
+    with_term = CPN_FAMILY.loss(LossOptions(integral_weight=0.3, integral_beta=4.0))
     assert run(with_term, outputs, (target,) * 5, weight, hybridize=hybridize) == pytest.approx(
         cpn_plain + 0.3 * integral, rel=1e-5)
     parts = with_term.parts(tuple(nd.array(p) for p in outputs), [nd.array(target)] * 5, nd.array(weight))
     assert len(parts) == 6 and float(parts[5].asscalar()) == pytest.approx(integral, rel=1e-5)
-    hourglass = HOURGLASS_FAMILY.loss(integral_weight=2.0, integral_beta=4.0)
+    hourglass = HOURGLASS_FAMILY.loss(LossOptions(integral_weight=2.0, integral_beta=4.0))
     assert run(hourglass, (pred, pred), target, weight, hybridize=hybridize) == pytest.approx(
         run(HOURGLASS_FAMILY.loss(), (pred, pred), target, weight) + 2.0 * integral, rel=1e-5)
 
 
 def test_integral_settings_are_checked():
-    with pytest.raises(ValueError, match="integral_weight must be >= 0"):
-        CPN_FAMILY.loss(integral_weight=-1)
-    with pytest.raises(ValueError, match="integral beta must be > 0"):
-        HOURGLASS_FAMILY.loss(integral_weight=1, integral_beta=0)
+    with pytest.raises(ValueError, match="^integral_weight must be ≥ 0, got -1$"):
+        CPN_FAMILY.loss(LossOptions(integral_weight=-1))
+    with pytest.raises(ValueError, match="^integral_beta must be > 0, got 0$"):
+        HOURGLASS_FAMILY.loss(LossOptions(integral_weight=1, integral_beta=0))
 
 
 def test_cpn_loss_ohkm_off_is_plain_mse_on_refinenet():
@@ -283,7 +305,7 @@ def test_cpn_loss_ohkm_off_is_plain_mse_on_refinenet():
     target = rng.random((2, 5, 4, 8, 8), dtype=np.float32)
     weight = np.ones((2, 4), np.float32)
     weight[1, 2] = 0
-    plain = run(CPN_FAMILY.loss(ohkm=False), outputs, target, weight)
+    plain = run(CPN_FAMILY.loss(LossOptions(ohkm=False)), outputs, target, weight)
     mse = [run(MaskedMSELoss(), outputs[i], target[:, i], weight) for i in range(5)]
     assert plain == pytest.approx(0.5 * sum(mse[:4]) + mse[4], rel=1e-5)
-    assert run(CPN_FAMILY.loss(ohkm=True), outputs, target, weight) != pytest.approx(plain, rel=1e-3)
+    assert run(CPN_FAMILY.loss(LossOptions(ohkm=True)), outputs, target, weight) != pytest.approx(plain, rel=1e-3)

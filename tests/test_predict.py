@@ -327,6 +327,12 @@ def test_cascade_predicts_again_on_the_zoomed_crop():
     np.testing.assert_array_equal(frame, expected)
 
 
+def test_predict_split_reads_only_the_held_out_splits(tmp_path):
+    # HELD_OUT_SPLITS (data/sources.py): also predict --split's choices (tests/test_choices.py)
+    with pytest.raises(FashionGluonError, match=r"^a prediction is of a held-out split \(val, test\), got 'train'$"):
+        Predictor([random_conv_model()], flip=False).predict_split(tmp_path, "train")
+
+
 # ----------------------------------------------------------------------------- submissions and CLI
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..codec import DECODERS
+from ..data.layout import KEYPOINT_FORMATS
+from ..data.sources import HELD_OUT_SPLITS
 from ..errors import FashionGluonError
 from ..inference.runtimes import PRECISIONS, RUNTIME_CHOICES
 from .common import data_root_of, parse_ctx, parse_scales
@@ -133,9 +135,9 @@ def register(sub) -> None:
     p.add_argument("--test", metavar="FILE[:IMAGE_DIR]",
                    help="the test list to predict, in any folder: a test.csv (image_id,image_category) or a COCO "
                         "JSON (its boxes); image paths relative to IMAGE_DIR, default the file's folder")
-    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument("--split", default="test", choices=HELD_OUT_SPLITS)
     p.add_argument("--out", required=True, help="submission CSV (or, with --format coco, COCO results JSON) to write")
-    p.add_argument("--format", choices=("csv", "coco"), default="csv",
+    p.add_argument("--format", choices=KEYPOINT_FORMATS, default="csv",
                    help="csv: the FashionAI submission (x_y_1 cells); coco: COCO keypoint results [{image_id, "
                         "category_id, keypoints: [x, y, score]*K, score}], the object's score the mean of its "
                         "keypoints' scores (a keypoint's score: its fused heatmap's maximum); ids from the COCO test "

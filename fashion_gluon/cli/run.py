@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from ..data.layout import KEYPOINT_FORMATS
+from ..data.sources import HELD_OUT_SPLITS, SPLITS
 from ..errors import FashionGluonError
 from .common import data_root_of, parse_ctx, parse_size, print_result
 
@@ -148,7 +150,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--vary-size", action="store_true", help="random image sizes instead of 512x512")
     p.add_argument("--schema", help="draw simple objects of this schema (a YAML/JSON file) instead of garments")
-    p.add_argument("--format", choices=("csv", "coco"), default="csv",
+    p.add_argument("--format", choices=KEYPOINT_FORMATS, default="csv",
                    help="csv: the FashionAI layout (columns = the schema's names); coco: annotations.json per split")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
@@ -160,7 +162,7 @@ def register(sub) -> None:
     p.add_argument("--pred", help="prediction / submission CSV, or COCO results JSON")
     p.add_argument("--checkpoint", help="run directory to evaluate instead of a CSV")
     p.add_argument("--data-root", help="FashionAI layout root (default: the run's)")
-    p.add_argument("--split", default="val", choices=("val", "test", "train"))
+    p.add_argument("--split", default="val", choices=SPLITS)
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--ctx", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -221,7 +223,7 @@ def register(sub) -> None:
                    "all: cpn_resnet50 and hourglass)")
     p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
                                                             "INT8 calibrated on its training images)")
-    p.add_argument("--split", choices=("val", "test"), help="infer with --checkpoint: also each path's NE on this split")
+    p.add_argument("--split", choices=HELD_OUT_SPLITS, help="infer with --checkpoint: also each path's NE on this split")
     p.add_argument("--rounds", type=int, default=3, help="infer: interleaved rounds over all paths (best is kept)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint: the run's)")

@@ -10,7 +10,7 @@ import json
 from ..data.sources import SPLITS
 from ..engine.distributed import DEFAULT_PORT
 from ..errors import FashionGluonError
-from ..inference.formats import FORMATS, QUANTIZE_FORMATS
+from ..inference.formats import CALIB_MODES, FORMATS, QUANTIZE_FORMATS
 from ..inference.runtimes import ONNX_RUNTIMES
 from . import run
 
@@ -118,7 +118,7 @@ def register(sub) -> None:
                         "--runtime openvino (fastest) or onnxruntime")
     p.add_argument("--runtime", choices=ONNX_RUNTIMES,
                    help="--format onnx: what runs the INT8 file for the NE report (default: openvino where installed)")
-    p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"), help="entropy: --format mxnet only")
+    p.add_argument("--calib-mode", default="naive", choices=CALIB_MODES, help="entropy: --format mxnet only")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--no-eval", action="store_true", help="skip the fp32 / bf16 / INT8 validation NE and its loss")
     p.set_defaults(func=cmd_quantize)

@@ -31,6 +31,9 @@ TEST_COCO = Path("test", "annotations.json")
 TEST_TRUTH = Path("test", "annotations.csv")
 ROOT_FILES = {"train": (TRAIN_CSV, TRAIN_COCO), "test": (TEST_LIST, TEST_COCO)}
 SOURCE_SUFFIXES = (".csv", ".json", ".rec")
+#: The keypoint file formats written: FashionAI CSV, COCO JSON (annotations, or results of a
+#: prediction); ``synth --format`` (:mod:`.synthetic_schema`) and ``predict --format``.
+KEYPOINT_FORMATS = ("csv", "coco")
 
 
 @dataclass(frozen=True)
@@ -107,4 +110,4 @@ def root_truth(root: "str | os.PathLike") -> "Source | None":
 
 
 __all__ = ["Source", "parse_source", "default_image_dir", "split_folder", "root_source", "root_truth", "TRAIN_CSV", "TRAIN_COCO",
-           "TEST_LIST", "TEST_COCO", "TEST_TRUTH", "ROOT_FILES", "SOURCE_SUFFIXES"]
+           "TEST_LIST", "TEST_COCO", "TEST_TRUTH", "ROOT_FILES", "SOURCE_SUFFIXES", "KEYPOINT_FORMATS"]

@@ -28,7 +28,11 @@ from .annotations import TEST_LIST_COLUMNS, Annotations, concat, read_annotation
 from .coco import read_coco
 from .layout import Source, parse_source, root_source, root_truth
 
+#: The splits :func:`load_split` reads (``evaluate --split``, ``pack --split``).
 SPLITS = ("train", "val", "test")
+#: The held-out splits (all but ``train``): what a prediction or a benchmark's NE is of
+#: (:meth:`~fashion_gluon.inference.predictor.Predictor.predict_split`, ``predict --split``, ``bench --split``).
+HELD_OUT_SPLITS = SPLITS[1:]
 #: A data-root folder, or training sources (``FILE[:IMAGE_DIR]`` strings or Sources).
 Data = Union[str, "os.PathLike", Sequence[Union[str, Source]]]
 
@@ -195,4 +199,5 @@ def load_split(data: Data, split: str, category: str = ALL, val_fraction: float 
 
 
 __all__ = ["read_source", "read_sources", "is_test_list", "source_counts", "describe_sources", "split_rows",
-           "training_data", "training_sources", "test_source", "load_split", "SPLITS", "Data"]
+           "training_data", "training_sources", "test_source", "load_split", "SPLITS", "HELD_OUT_SPLITS",
+           "Data"]

@@ -27,9 +27,8 @@ from ..fileio import atomic_path
 from ..schema import KeypointSchema, load_schema
 from .annotations import Annotations, write_annotations
 from .coco import write_coco
-from .layout import ROOT_FILES, TEST_LIST, TEST_TRUTH, TRAIN_CSV
+from .layout import KEYPOINT_FORMATS, ROOT_FILES, TEST_LIST, TEST_TRUTH, TRAIN_CSV
 
-FORMATS = ("coco", "csv")
 SIZE_RANGE = (112, 192)  # image sides, pixels
 
 
@@ -97,8 +96,8 @@ def generate_schema_dataset(root: "str | os.PathLike", schema: "KeypointSchema |
     """Draw ``per_category`` images of every category of ``schema`` into ``root`` (``fmt``:
     coco or csv); deterministic per ``seed``. Returns a summary of what was written."""
     schema = load_schema(schema)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in KEYPOINT_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(KEYPOINT_FORMATS)}")
     if per_category < 2:
         raise ConfigError(f"per_category must be at least 2 (one training and one test image), got {per_category}")
     root, templates = Path(root), _templates(schema, seed)
@@ -132,4 +131,4 @@ def generate_schema_dataset(root: "str | os.PathLike", schema: "KeypointSchema |
             "train": len(splits["train"][0]), "test": len(splits["test"][0])}
 
 
-__all__ = ["generate_schema_dataset", "render", "FORMATS"]
+__all__ = ["generate_schema_dataset", "render"]

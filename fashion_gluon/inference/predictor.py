@@ -55,7 +55,7 @@ from ..data.annotations import Annotations
 from ..data.dataset import KeypointDataset
 from ..data.images import read_image
 from ..data.layout import Source
-from ..data.sources import load_split, training_data
+from ..data.sources import HELD_OUT_SPLITS, load_split, training_data
 from ..data.transforms import BOX_MARGIN, Sample, crop, crop_to_box, inverse_transform_points, points_box, resize, test_transform
 from ..errors import DataError, FashionGluonError
 from ..schema import ALL, KeypointSchema
@@ -319,6 +319,8 @@ class Predictor:
         ``FILE[:IMAGE_DIR]``), in the list's order; ``val`` as the first checkpoint was validated on
         it (its config's sources, ``val_fraction`` and ``split_seed``; ``data``, a data-root folder,
         when the config names no sources)."""
+        if split not in HELD_OUT_SPLITS:
+            raise FashionGluonError(f"a prediction is of a held-out split ({', '.join(HELD_OUT_SPLITS)}), got {split!r}")
         config = (self.models[0].config or {}).get("data", {})
         if split != "test":
             data = training_data(config.get("train_files", []), data)

@@ -22,7 +22,7 @@ from ..build import build_eval_dataset, load_run
 from ..errors import ExportError
 from ..runs import run_data_root
 from .export import PREFIX, export_onnx, export_symbol, finish_export
-from .formats import QUANTIZE_FORMATS
+from .formats import CALIB_MODES, QUANTIZE_FORMATS
 from .precision import keep_stride
 from .qdq import quantize_onnx
 
@@ -56,8 +56,8 @@ def quantize(net: gluon.HybridBlock, calib_data: gluon.data.DataLoader,
     (which ``quantize_net`` wraps),
     calibrated (``naive`` min/max or ``entropy``) on ``calib_data`` batches ``(data, label)``;
     the :func:`fp32_sum_convs` stay in fp32."""
-    if calib_mode not in ("naive", "entropy"):
-        raise ExportError(f"calib_mode must be naive or entropy, got {calib_mode!r}")
+    if calib_mode not in CALIB_MODES:
+        raise ExportError(f"calib_mode must be one of {', '.join(CALIB_MODES)}, got {calib_mode!r}")
     data, _ = next(iter(calib_data))
     with tempfile.TemporaryDirectory() as folder:
         symbol_file, _ = export_symbol(net, tuple(data.shape[2:]), Path(folder) / PREFIX)
