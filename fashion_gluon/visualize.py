@@ -289,5 +289,31 @@ def plot_curves(records: Sequence[dict], path: "str | os.PathLike",
     return present
 
 
+def plot_budget_curve(records: Sequence[dict], path: "str | os.PathLike") -> list[str]:
+    """Test NE against training budget: one line per ``record["recipe"]`` through the mean over
+    seeds at each ``record["budget"]`` (a multiple of the base budget), every seed's
+    ``record["test_ne"]`` as a dot. Returns the recipes plotted."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in records))
+    if not recipes:
+        raise ValueError("no records to plot")
+    figure = Figure(figsize=(5.5, 3.6))
+    axes = figure.add_subplot()
+    for recipe in recipes:
+        mine = [r for r in records if r["recipe"] == recipe]
+        budgets = sorted({r["budget"] for r in mine})
+        means = [np.mean([r["test_ne"] for r in mine if r["budget"] == b]) for b in budgets]
+        line, = axes.plot(budgets, means, marker="o", label=recipe)
+        axes.scatter([r["budget"] for r in mine], [r["test_ne"] for r in mine], color=line.get_color(), s=12, alpha=0.6)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted({r["budget"] for r in records}), [f"{b:g}×" for b in sorted({r["budget"] for r in records})])
+    axes.set_xlabel("training budget (multiples of the base budget)")
+    axes.set_ylabel("test NE (%)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    _save_figure(figure, path)
+    return recipes
+
+
 __all__ = ["draw_keypoints", "draw_comparison", "heatmap_montage", "save_image", "gallery",
-           "plot_per_keypoint", "plot_curves", "error_color", "default_radius"]
+           "plot_per_keypoint", "plot_curves", "plot_budget_curve", "error_color", "default_radius"]

@@ -1,0 +1,32 @@
+"""scripts/budget_curve.sh: every recipe × budget × seed trained, predicted (the two-stage
+recipe through its own first pass), scored into one JSON line, plotted; re-runs skip what is scored."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fashion_gluon.metrics import evaluate_csv
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "budget_curve.sh"
+
+
+def test_budget_curve_scores_each_run_and_plots(tiny_data, tmp_path):
+    out = tmp_path / "curve"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "EPOCHS": "1", "MULTIPLES": "1", "SEEDS": "0", "RECIPES": "one_stage two_stage",
+           "OVERRIDES": "model.kwargs.channels=16 data.input_size=[64,64] data.num_workers=0",
+           "FASHION_GLUON": str(bin_dir / "fashion-gluon"), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(SCRIPT), str(tiny_data), str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["recipe"], r["budget"], r["epochs"], r["seed"]) for r in records] == [
+        ("one_stage", 1, 1, 0), ("two_stage", 1, 1, 0)]
+    for record in records:  # the figure is the NE of the submission the run wrote
+        ne = evaluate_csv(tiny_data / "test" / "annotations.csv", out / record["name"] / "test.csv")["ne"]
+        assert abs(record["test_ne"] - ne) < 1e-9
+    assert "box_crop_p: 0.5" in (out / "two_stage-x1-s0" / "config.yaml").read_text()
+    assert (out / "budget_curve.png").stat().st_size > 1000
+    again = subprocess.run(["bash", str(SCRIPT), str(tiny_data), str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("scored already") == 2
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
