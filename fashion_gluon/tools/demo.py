@@ -22,6 +22,7 @@ from ..engine.train import fit
 from ..engine.trainer import enable_mixed_precision, resolve_precision
 from ..errors import DataError
 from ..fileio import write_json
+from ..inference.load import load_model
 from ..inference.predictor import Predictor
 from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
 from ..runs import CURVES, SWA_DIR
@@ -108,8 +109,13 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     swa = run_swa(run_dir, data_root, run_dir / SWA_DIR, ctx=ctx, progress=progress)
     final_dir = run_dir / SWA_DIR if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
 
-    print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))})")
-    predictor = Predictor([final_dir], flip=True, scales=TEST_SCALES, ctx=ctx, progress=progress)
+    # a recipe that trains on garment crops too (data.box_crop_p > 0) is its own first stage
+    two_stage = config["data"]["box_crop_p"] > 0
+    print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))}"
+          f"{'; two stages: the box from a first pass, then its crop' if two_stage else ''})")
+    model = load_model(final_dir, ctx)
+    predictor = Predictor([model], flip=True, scales=TEST_SCALES, ctx=ctx, progress=progress,
+                          stage1=[model] if two_stage else None)
     val_rows, val_pred = predictor.predict_split(data_root, "val")
     val_result = normalized_error(val_pred, val_rows.keypoints, val_rows.categories)
     test_rows, pred = predictor.predict_split(data_root, "test")
@@ -126,6 +132,7 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
 
     summary = {
         "seconds": round(time.time() - started, 1), "epochs": epochs, "test_time_scales": list(TEST_SCALES),
+        "two_stage": two_stage,
         "val_ne_before_swa": swa["val_ne_before"], "val_ne_after_swa": swa["val_ne_after"],
         "val_ne_swa_without_bn_recalibration": swa["val_ne_averaged"],
         "val_ne_tta": val_result["ne"], "test_ne_tta": test_result["ne"],
