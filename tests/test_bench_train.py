@@ -11,14 +11,19 @@ SMALL = ["bench", "train", "model.kwargs.channels=16", "--size", "64", "--rounds
 
 def test_variant_names_parse_into_precision_options_and_overrides():
     assert parse_variant("fp32") == Variant("fp32", "fp32")
-    assert parse_variant("bf16+mp+train.optimizer=sgd+dynamic") == Variant(
-        "bf16+mp+train.optimizer=sgd+dynamic", "bf16", ("mp", "dynamic"), ("train.optimizer=sgd",))
+    assert parse_variant("bf16+mp+train.optimizer=sgd+dynamic+env.GOMP_SPINCOUNT=1000") == Variant(
+        "bf16+mp+train.optimizer=sgd+dynamic+env.GOMP_SPINCOUNT=1000", "bf16", ("mp", "dynamic"),
+        ("train.optimizer=sgd",), ("env.GOMP_SPINCOUNT=1000",))
 
 
 def test_each_option_sets_its_worker_environment():
-    assert parse_variant("fp32").env()["MXNET_ENGINE_TYPE"] == "NaiveEngine"
+    env = parse_variant("fp32").env()
+    assert env["MXNET_ENGINE_TYPE"] == "NaiveEngine" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "MXNET_EXEC_BULK_EXEC_TRAIN" not in env
     assert parse_variant("fp32+threaded").env()["MXNET_ENGINE_TYPE"] == "ThreadedEnginePerDevice"
-    assert parse_variant("fp32+passive").env()["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in parse_variant("fp32+spin").env()
+    assert parse_variant("fp32+env.OMP_NUM_THREADS=1+env.A=b=c").env()["OMP_NUM_THREADS"] == "1"
+    assert parse_variant("fp32+env.A=b=c").env()["A"] == "b=c"
     assert parse_variant("fp32+nobulk").env()["MXNET_EXEC_BULK_EXEC_TRAIN"] == "0"
     assert parse_variant("fp32").env(profile=True)["MXNET_EXEC_BULK_EXEC_TRAIN"] == "0"
 
@@ -42,7 +47,8 @@ def test_format_lists_variants_skips_and_operator_shares():
         "profiled: every variant unbulked (MXNET_EXEC_BULK_EXEC_TRAIN=0)",
         "fp32    20.00 img/s (19.00-21.00)  ratio 1.00 (1.00-1.00)",
         "bf16  skipped: no bf16 here",
-        "profile fp32: 400 ms/step, operators 200 ms (50 % of the step)",
+        "profile fp32: 400 ms/step, operators 200 ms (50 % of the step; a static graph: the profiler counts each "
+        "of its ops twice)",
         "  Convolution                                  90.0 ms   45.0 %",
         "  BatchNorm                                    60.0 ms   30.0 %"]
 
@@ -65,4 +71,5 @@ def test_an_unknown_variant_is_refused_in_one_line(capsys, variants, bad):
     assert captured.out == ""
     assert captured.err.splitlines() == [
         f"fashion-gluon bench: error: --variants: unknown variant {bad}: a variant is fp32 or bf16, then any of "
-        "+mp, +dynamic, +alloc, +loader, +threaded, +passive, +nobulk or +key=value (a config override), e.g. fp32+mp"]
+        "+mp, +dynamic, +alloc, +loader, +threaded, +spin, +nobulk, +key=value (a config override) or "
+        "+env.NAME=VALUE, e.g. fp32+mp"]

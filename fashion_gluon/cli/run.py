@@ -232,7 +232,8 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. train.optimizer=sgd")
     p.add_argument("--config", help="train: a YAML config or shipped recipe (default cpu_fast, the demo's)")
     p.add_argument("--variants", default=",".join(TRAIN_VARIANTS),
-                   help="train: comma-separated variants, each fp32 or bf16 then +OPTION or +key=value parts; "
+                   help="train: comma-separated variants, each fp32 or bf16 then +OPTION, +key=value (config) or "
+                        "+env.NAME=VALUE (its worker's environment) parts; "
                         "options: " + "; ".join(f"{k}: {v}" for k, v in TRAIN_OPTIONS.items())
                         + " (default %(default)s; ratios are to the first one measured)")
     p.add_argument("--steps", type=int, default=3, help="train: timed steps per variant and round")
