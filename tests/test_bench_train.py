@@ -30,7 +30,8 @@ def test_each_option_sets_its_worker_environment():
 
 def test_ratio_is_the_median_of_per_round_ratios():
     figures = bench_train.variant_figures([10.0, 30.0, 12.0], [10.0, 20.0, 8.0])
-    assert figures == {"img_per_s": 12.0, "img_per_s_range": [10.0, 30.0], "ratio": 1.5, "ratio_range": [1.0, 1.5]}
+    assert figures == {"img_per_s": 12.0, "img_per_s_range": [10.0, 30.0], "ratio": 1.5, "ratio_range": [1.0, 1.5],
+                       "rounds_img_per_s": [10.0, 30.0, 12.0]}
 
 
 def test_format_lists_variants_skips_and_operator_shares():

@@ -199,7 +199,8 @@ def variant_figures(rates: Sequence[float], base: Sequence[float]) -> dict:
     variant's: the median (and range) of the per-round ratios, as a round's load hits both alike."""
     ratios = [rate / first for rate, first in zip(rates, base)]
     return {"img_per_s": statistics.median(rates), "img_per_s_range": [min(rates), max(rates)],
-            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]}
+            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+            "rounds_img_per_s": list(rates)}
 
 
 def bench_train(config: "str | None" = None, overrides: Sequence[str] = (), variants: Sequence[str] = DEFAULT_VARIANTS,
