@@ -37,7 +37,7 @@ from .train_variants import DEFAULT_VARIANTS, HYBRIDIZE, Variant, parse_variant
 
 #: The demo's recipe (:data:`~.demo.DEMO_RECIPE`), the default config.
 DEFAULT_CONFIG = "cpu_fast"
-#: Seconds the parent waits between two workers' turns (an idle worker's OpenMP threads spin a while).
+#: Seconds the parent waits between two workers' turns (a ``spin`` worker's OpenMP threads spin a while).
 SETTLE_S = 0.3
 #: Images per category of the synthetic set the ``loader`` variants read.
 LOADER_PER_CATEGORY = 30
@@ -88,7 +88,8 @@ class Session:
                 self.net.hybridize(**HYBRIDIZE[option])
         self.loss = build_loss(config)
         optimizer = {"multi_precision": True} if "mp" in variant.options else {}
-        self.trainer = build_trainer(self.net, config["train"], training_schedule(config["train"], 1000), **optimizer)
+        schedule = training_schedule(config["train"], 1000)  # any epoch length: the lr does not change a step's time
+        self.trainer = build_trainer(self.net, config["train"], schedule, **optimizer)
         if "loader" in variant.options:
             self.batches = _loader_batches(config, data_root)
         else:
