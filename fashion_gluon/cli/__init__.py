@@ -21,8 +21,8 @@ def use_all_cores() -> None:
 def wait_passively() -> None:
     """OpenMP threads sleep between MXNet's ops instead of spinning (OMP_WAIT_POLICY=PASSIVE; an
     explicit value wins). On a shared machine libgomp's spinning thread teams lose their time
-    slices to the other processes: the demo model (cpu_fast, fp32) trained 1.51-1.70x faster
-    with it at load 9-11 on 2 cores (`fashion-gluon bench train --variants fp32+spin,fp32`,
+    slices to the other processes: the demo model (cpu_fast, fp32) trained 1.5-1.9x faster
+    with it at load 3-11 on 2 cores (`fashion-gluon bench train --variants fp32,fp32+spin`,
     docs/performance.md). Must run before mxnet is imported."""
     if "mxnet" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
