@@ -74,6 +74,20 @@ def test_cli_uses_every_core_unless_told_otherwise():
     assert out.stdout.strip() == "1"
 
 
+def test_cli_lets_openmp_threads_sleep_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+    code = ("import os; from fashion_gluon.cli import wait_passively; wait_passively(); "
+            "print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
+
+
 def test_cli_picks_naive_engine_only_for_cpu_runs():
     import os
     import subprocess

@@ -71,6 +71,8 @@ def test_run_directory_contents(tiny_run, tiny_data):
     assert [r["epoch"] for r in records] == [1, 2]
     assert [s["file"] for s in sources["sources"]] == [str((tiny_data / "train/Annotations/train.csv").resolve())]
     assert {"loss", "lr", "img_per_s", "val_ne", "val_per_category", "val_per_keypoint"} <= set(records[-1])
+    assert all(0 < r["step_seconds"] < r["seconds"] and r["checkpoint_seconds"] > 0 for r in records)
+    assert "val_seconds" in records[-1] and records[-1]["val_seconds"] > 0
     assert list((tiny_run / "tb").iterdir()), "tensorboard events written"
 
 

@@ -18,6 +18,16 @@ def use_all_cores() -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 
+def wait_passively() -> None:
+    """OpenMP threads sleep between MXNet's ops instead of spinning (OMP_WAIT_POLICY=PASSIVE; an
+    explicit value wins). On a shared machine libgomp's spinning thread teams lose their time
+    slices to the other processes: the demo model (cpu_fast, fp32) trained 1.5-1.9x faster
+    with it at load 3-11 on 2 cores (`fashion-gluon bench train --variants fp32,fp32+spin`,
+    docs/performance.md). Must run before mxnet is imported."""
+    if "mxnet" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def ctx_values(argv: "list[str]") -> "list[str]":
     """The values given to ``--ctx`` in ``argv`` (``--ctx gpu0`` or ``--ctx=gpu0``); other
     arguments, such as ``--out runs/gpu1``, are not contexts."""
@@ -47,6 +57,7 @@ def use_naive_engine_on_cpu(argv: "list[str]") -> None:
 
 def main(argv: "list[str] | None" = None) -> int:
     use_all_cores()
+    wait_passively()
     use_naive_engine_on_cpu(sys.argv[1:] if argv is None else argv)
     # deferred: mxnet reads its thread and engine settings when imported, so the commands
     # (which import mxnet when they run) are imported only after the two calls above

@@ -8,6 +8,8 @@ import json
 from ..data.layout import KEYPOINT_FORMATS
 from ..data.sources import HELD_OUT_SPLITS, SPLITS
 from ..errors import FashionGluonError
+from ..tools.train_variants import DEFAULT_VARIANTS as TRAIN_VARIANTS
+from ..tools.train_variants import OPTIONS as TRAIN_OPTIONS
 from .common import data_root_of, parse_ctx, parse_size, print_result
 
 
@@ -125,12 +127,21 @@ def cmd_bench(args) -> None:
         floor = decoding_floor(args.data_root, args.sizes, progress=True)
         print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
         return
+    if args.what == "train":
+        from ..tools.bench_train import bench_train, format_train
+
+        result = bench_train(args.config, args.overrides, args.variants.split(","), args.batch, args.size,
+                             args.rounds or 5, args.steps, profile=args.profile is not None, data_root=args.data_root)
+        print(json.dumps(result, indent=1) if args.json else format_train(result, args.profile or 0))
+        return
+    if args.overrides or args.config:
+        raise FashionGluonError(f"bench {args.what} takes no --config or key=value overrides (bench train does)")
     if args.what == "infer":
-        result = bench_infer(args.model, args.checkpoint, args.batch, args.size, args.data_root, args.split,
-                             args.rounds)
+        result = bench_infer(args.model, args.checkpoint, args.batch or 8, args.size, args.data_root, args.split,
+                             args.rounds or 3)
         print(json.dumps(result, indent=1) if args.json else format_infer(result))
         return
-    result = bench_run(args.what, model=args.model, batch=args.batch, size=args.size or 256,
+    result = bench_run(args.what, model=args.model, batch=args.batch or 8, size=args.size or 256,
                        data_root=args.data_root, rec=args.rec)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
@@ -217,16 +228,29 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "
+                                     "train: interleaved A/B of training-step variants; "
                                      "codec: the NE decoding alone costs")
-    p.add_argument("what", choices=("data", "model", "all", "infer", "codec"))
+    p.add_argument("what", choices=("data", "model", "all", "infer", "train", "codec"))
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. train.optimizer=sgd")
+    p.add_argument("--config", help="train: a YAML config or shipped recipe (default cpu_fast, the demo's)")
+    p.add_argument("--variants", default=",".join(TRAIN_VARIANTS),
+                   help="train: comma-separated variants, each fp32 or bf16 then +OPTION, +key=value (config) or "
+                        "+env.NAME=VALUE (its worker's environment) parts; "
+                        "options: " + "; ".join(f"{k}: {v}" for k, v in TRAIN_OPTIONS.items())
+                        + " (default %(default)s; ratios are to the first one measured)")
+    p.add_argument("--steps", type=int, default=3, help="train: timed steps per variant and round")
+    p.add_argument("--profile", type=int, nargs="?", const=12, metavar="TOP",
+                   help="train: also each variant's MXNet profile, its TOP operators (default 12)")
     p.add_argument("--model", help="a registry model, random weights (default cpn_resnet50; "
                    "all: cpn_resnet50 and hourglass)")
     p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
                                                             "INT8 calibrated on its training images)")
     p.add_argument("--split", choices=HELD_OUT_SPLITS, help="infer with --checkpoint: also each path's NE on this split")
-    p.add_argument("--rounds", type=int, default=3, help="infer: interleaved rounds over all paths (best is kept)")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint: the run's)")
+    p.add_argument("--rounds", type=int, help="infer: interleaved rounds over all paths (best is kept; default 3); "
+                                               "train: over all variants (median is kept; default 5)")
+    p.add_argument("--batch", type=int, help="batch size (default 8; train: the config's)")
+    p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint and train: the run's "
+                                            "or config's)")
     p.add_argument("--data-root", help="images to read (default: a small synthetic set)")
     p.add_argument("--rec", action="store_true", help="data: also time the same pipeline from a RecordIO pack")
     p.add_argument("--sizes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(160, 256, 384),

@@ -150,11 +150,14 @@ def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: i
     """One pass over ``loader`` with a :func:`~.step.train_step` per batch (gradients averaged
     over the contexts and the ``num_parts`` distributed workers). Stops early (``out_of_time``) after
     the first step at which ``out_of_time()`` is True (see :class:`TimeBudget`). A NaN/inf
-    loss raises TrainingDiverged."""
-    total, seen, steps, tic, stopped = 0.0, 0, 0, time.time(), False
+    loss raises TrainingDiverged. ``step_seconds``: the time spent in the steps themselves (the
+    rest of the pass waited for the loader)."""
+    total, seen, steps, tic, stopped, in_steps = 0.0, 0, 0, time.time(), False, 0.0
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
     for step, batch in enumerate(bar):
+        start = time.perf_counter()
         value = train_step(net, loss_fn, trainer, batch, ctx, num_parts)
+        in_steps += time.perf_counter() - start
         _check_finite(value, epoch, step, run_dir)
         total, seen, steps = total + value, seen + batch[0].shape[0], steps + 1
         rate = seen / max(time.time() - tic, 1e-9)
@@ -167,7 +170,7 @@ def run_epoch(net, loader, loss_fn, trainer, ctx: Sequence[mx.Context], epoch: i
             break
     bar.close()
     return {"loss": total / max(steps, 1), "steps": steps, "img_per_s": seen / max(time.time() - tic, 1e-9),
-            "out_of_time": stopped}
+            "step_seconds": in_steps, "out_of_time": stopped}
 
 
 def fit(data_root, category: str, out, config: "dict | None" = None, resume: bool = False,
@@ -280,19 +283,23 @@ def _train(data_root, category: str, run_dir: Path, config: dict, state: "dict |
         global_step += stats["steps"]
         stopped = stats["out_of_time"]
         record = {"epoch": epoch + 1, "loss": stats["loss"], "lr": trainer.learning_rate,
-                  "img_per_s": stats["img_per_s"], "seconds": time.time() - tic}
+                  "img_per_s": stats["img_per_s"], "seconds": time.time() - tic, "step_seconds": stats["step_seconds"]}
         if is_writer and ((epoch + 1) % int(tcfg["val_every"]) == 0 or epoch + 1 == epochs or stopped):
+            tic = time.time()
             result = evaluate_dataset(model, val_set, ctx, int(tcfg["batch_size"]))
             record.update(val_ne=result["ne"], val_per_category=result["per_category"],
                           val_per_keypoint=result["per_keypoint"])
             if best is None or result["ne"] < best:
                 best = result["ne"]
                 save_best(run_dir, net, {"epoch": epoch + 1, "ne": best})
+            record["val_seconds"] = time.time() - tic
         if is_writer:
+            tic = time.time()
             save_checkpoint(run_dir, net, trainer, {"epoch": epoch + 1, "category": category,
                                                     "best_ne": best, "global_step": global_step,
                                                     "train_seconds": budget.spent() if budget else None,
                                                     "data_root": recorded_root(data_root)}, config)
+            record["checkpoint_seconds"] = time.time() - tic
             logger.epoch(record)
         if stopped:
             break

@@ -84,8 +84,9 @@ def build_loader(train_set: KeypointDataset, config: dict, part_index: int = 0,
     return sampler, loader
 
 
-def build_trainer(net, tcfg: dict, schedule, kvstore="device") -> gluon.Trainer:
-    """A gluon Trainer with the ``train`` section's optimizer and lr ``schedule``.
+def build_trainer(net, tcfg: dict, schedule, kvstore="device", **optimizer) -> gluon.Trainer:
+    """A gluon Trainer with the ``train`` section's optimizer and lr ``schedule`` (``optimizer``:
+    further optimizer parameters, e.g. ``multi_precision=True``).
 
     With a distributed ``kvstore`` the servers only sum the workers' gradients and every
     worker applies the same update itself (``update_on_kvstore=False``): the optimizer
@@ -96,6 +97,7 @@ def build_trainer(net, tcfg: dict, schedule, kvstore="device") -> gluon.Trainer:
     params.update({key: float(tcfg[key]) for key in OPTIMIZERS[tcfg["optimizer"]]})
     if tcfg["clip_gradient"]:
         params["clip_gradient"] = float(tcfg["clip_gradient"])
+    params.update(optimizer)
     distributed = "dist" in getattr(kvstore, "type", str(kvstore))
     trainer = gluon.Trainer(net.collect_params(), tcfg["optimizer"], params, kvstore=kvstore,
                             update_on_kvstore=False if distributed else None)

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..build import build_codec, build_loss, build_model, build_schema
+from ..build import build_loss, build_model
 from ..config import load_config
 from ..data.dataset import SplitDataset
 from ..data.images import read_image
@@ -27,6 +27,7 @@ from ..inference.predictor import Predictor
 from ..metrics import evaluate_csv, format_table, normalized_error, per_image_error
 from ..runs import CURVES, SWA_DIR
 from ..visualize import draw_comparison, gallery, plot_per_keypoint
+from .bench_train import random_batch
 
 #: The from-scratch recipe is configs/cpu_fast.yaml (see docs/recipes.md); the demo adds only
 #: this: validate once, at the end (each pass costs ≈ 3 s, and with MXNet's threaded engine
@@ -49,20 +50,14 @@ def measure_train_rate(config: dict, ctx: list, steps: int = 8, warmup: int = 2)
     """Training images/s of the config's model on random data, after ``warmup`` steps (the
     first steps allocate memory and create oneDNN kernels)."""
     net = build_model(config, "all", ctx)
-    loss_fn, batch = build_loss(config), int(config["train"]["batch_size"])
-    h, w = config["data"]["input_size"]
-    codec = build_codec(config)
-    data = mx.nd.random.normal(shape=(batch, 3, h, w), ctx=ctx[0])
-    keypoints = build_schema(config).num_keypoints
-    targets = mx.nd.zeros((batch, len(codec.sigma_factors), keypoints) + codec.heatmap_size, ctx=ctx[0])
-    weights = mx.nd.ones((batch, keypoints), ctx=ctx[0])
+    loss_fn, batch = build_loss(config), random_batch(config, ctx)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.0})
     tic = None
     for step in range(warmup + steps):
         if step == warmup:
             tic = time.time()
-        train_step(net, loss_fn, trainer, (data, targets, weights), ctx)
-    return steps * batch / (time.time() - tic)
+        train_step(net, loss_fn, trainer, batch, ctx)
+    return steps * batch[0].shape[0] / (time.time() - tic)
 
 
 def _pictures(out: Path, dataset: SplitDataset, pred: np.ndarray, count: int = 12) -> Path:
