@@ -13,7 +13,7 @@ from fashion_gluon.config import load_config
 from fashion_gluon.engine.schedule import SCHEDULES, BudgetSchedule, training_schedule
 from fashion_gluon.engine.trainer import KVSTORES, OPTIMIZERS, PRECISIONS, check_train_choices, resolve_precision
 from fashion_gluon.errors import ConfigError
-from fashion_gluon.inference import runtimes
+from fashion_gluon.inference import qdq, runtimes
 from fashion_gluon.inference.formats import FORMATS, QUANTIZE_FORMATS
 
 TRAIN_TABLES = {"train.optimizer": OPTIMIZERS, "train.lr_schedule": SCHEDULES, "train.precision": PRECISIONS,
@@ -103,6 +103,9 @@ def test_the_cli_offers_exactly_the_tables():
     assert _choices("export")["--format"] == FORMATS
     assert _choices("quantize")["--format"] == QUANTIZE_FORMATS
     assert _choices("quantize")["--runtime"] == runtimes.ONNX_RUNTIMES
+    assert _choices("quantize")["--placement"] == tuple(qdq.PLACEMENTS)
+    assert _choices("quantize")["--weight-scale"] == qdq.WEIGHT_SCALES
+    assert _choices("quantize")["--weight-bits"] == qdq.WEIGHT_BITS
 
 
 def test_the_loader_and_the_runtimes_accept_exactly_their_rows(tmp_path):

@@ -123,6 +123,16 @@ def cmd_bench(args) -> None:
         floor = decoding_floor(args.data_root, args.sizes, progress=True)
         print(json.dumps(floor, indent=1) if args.json else format_floor(floor))
         return
+    if args.what == "int8":
+        from ..tools.int8_audit import DEFAULT_VARIANTS, compare_placements, format_placements
+
+        try:
+            result = compare_placements(args.variants or DEFAULT_VARIANTS, args.model, args.checkpoint, args.batch,
+                                        args.size, args.data_root, args.split, args.rounds)
+        except ValueError as error:  # a bad --variants entry
+            raise FashionGluonError(str(error)) from None
+        print(json.dumps(result, indent=1) if args.json else format_placements(result))
+        return
     if args.what == "infer":
         result = bench_infer(args.model, args.checkpoint, args.batch, args.size, args.data_root, args.split,
                              args.rounds)
@@ -215,14 +225,18 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "
-                                     "codec: the NE decoding alone costs")
-    p.add_argument("what", choices=("data", "model", "all", "infer", "codec"))
+                                     "int8: OpenVINO INT8 placements against fp32; codec: the NE decoding alone costs")
+    p.add_argument("what", choices=("data", "model", "all", "infer", "int8", "codec"))
     p.add_argument("--model", help="a registry model, random weights (default cpn_resnet50; "
                    "all: cpn_resnet50 and hourglass)")
-    p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
-                                                            "INT8 calibrated on its training images)")
-    p.add_argument("--split", choices=("val", "test"), help="infer with --checkpoint: also each path's NE on this split")
-    p.add_argument("--rounds", type=int, default=3, help="infer: interleaved rounds over all paths (best is kept)")
+    p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer, int8: a trained run instead of --model (its input "
+                                                            "size, INT8 calibrated on its training images)")
+    p.add_argument("--split", choices=("val", "test"), help="infer, int8 with --checkpoint: also each path's NE on this "
+                                                             "split (int8: and its loss against MXNet fp32)")
+    p.add_argument("--rounds", type=int, default=3, help="infer, int8: interleaved rounds over all paths (best is kept)")
+    p.add_argument("--variants", nargs="+", metavar="PLACEMENT[:SCALE[:BITS]]",
+                   help="int8: the QDQ variants to compare, e.g. convs eltwise:tensor:7 (default: every placement, "
+                        "and the default placement's weight scales and bits)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint: the run's)")
     p.add_argument("--data-root", help="images to read (default: a small synthetic set)")
