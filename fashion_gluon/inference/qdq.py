@@ -33,7 +33,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..cpu import cpu_has_vnni
 from ..fileio import atomic_path
 from .runtimes import ModelFileError, OnnxRuntimeNet, is_quantized, load_onnx
 
@@ -61,6 +60,7 @@ DEFAULT_PLACEMENT, DEFAULT_WEIGHT_SCALE = "convs", "channel"
 
 def default_weight_bits() -> int:
     """8 on a CPU with VNNI, else 7 (see the module docstring)."""
+    from ..cpu import cpu_has_vnni  # deferred: cpu imports MXNet, and the CLI reads this module's tables
     return 8 if cpu_has_vnni() else 7
 
 
