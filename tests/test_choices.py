@@ -108,6 +108,15 @@ def test_the_cli_offers_exactly_the_tables():
     assert _choices("quantize")["--weight-bits"] == qdq.WEIGHT_BITS
 
 
+def test_quantize_refuses_qdq_options_for_the_mxnet_format(tmp_path, capsys):
+    from fashion_gluon.cli import main
+    assert main(["quantize", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "q"), "--calib-images", "4",
+                 "--weight-scale", "tensor"]) == 2
+    assert capsys.readouterr().err.strip() == ("fashion-gluon quantize: error: --placement, --weight-scale and "
+                                               "--weight-bits choose the QDQ file of --format onnx")
+    assert not (tmp_path / "q").exists()
+
+
 def test_the_loader_and_the_runtimes_accept_exactly_their_rows(tmp_path):
     from fashion_gluon.inference.export import ExportError
     from fashion_gluon.inference.load import load_model
