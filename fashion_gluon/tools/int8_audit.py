@@ -9,8 +9,8 @@
   one whose ``originalLayersNames`` holds it); :func:`int8_flop_share` sums it up.
 * :func:`compare_placements` (``fashion-gluon bench int8``): for each QDQ variant (placement ×
   weight scale × weight bits, :mod:`~fashion_gluon.inference.qdq`), its int8 FLOP share, its
-  OpenVINO INT8 / fp32 throughput ratio timed interleaved in one process, and with a trained
-  run its NE loss against MXNet fp32.
+  OpenVINO INT8 / fp32 throughput ratio timed in back-to-back pairs in one process, its
+  heatmap error, and with a trained run its NE loss against MXNet fp32.
 """
 from __future__ import annotations
 
@@ -200,10 +200,10 @@ def compare_placements(variants: "Sequence[str]" = DEFAULT_VARIANTS, model: "str
     a trained run (``checkpoint``: calibrated on its training images, its input size): batch
     ``batch`` img/s (best of ``rounds`` rounds); its ratio to fp32: the median over the rounds
     of fp32 time / INT8 time, the two timed back to back (best of 2 calls each) so that load
-    from other processes on a shared machine hits both alike; the :func:`int8_flop_share`, the mean
-    |final heatmaps − OpenVINO fp32's| over their largest |value| on the first calibration
-    batch, and with ``split`` the single-pass NE on that split of ``data_root`` (default the
-    run's) and its loss against MXNet fp32."""
+    from other processes on a shared machine hits both alike; the :func:`int8_flop_share`;
+    ``heatmap_error``, the mean |final heatmaps − OpenVINO fp32's| over their largest |value|
+    on the first calibration batch; and with ``split`` the single-pass NE on that split of
+    ``data_root`` (default the run's) and its loss against MXNet fp32."""
     import mxnet as mx  # deferred with what follows: this module's audit needs OpenVINO alone
 
     from ..build import build_eval_dataset, load_run
