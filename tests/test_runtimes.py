@@ -8,7 +8,7 @@ Tolerances, relative to the largest |heatmap| of the MXNet fp32 reference:
   weight, compounded over ~30 layers; mean error < 3 %, max < 10 %. A CPU without bf16
   instructions runs f32 instead (then the fp32 tolerance holds, and is checked).
 * int8 (QDQ by fashion_gluon.inference.qdq: per-tensor u8 activations calibrated min/max on 8
-  images, 7-bit per-channel weights; stem and heatmap convs in fp32): one activation step is
+  images, 7-bit per-channel weights, placement convs: stem and heatmap convs in fp32): one activation step is
   1/255 of the calibrated range at each of ~50 quantized convolutions. Measured here ≤ 3.2 %
   max and ≤ 1.2 % mean in both runtimes; asserted max < 8 %, mean < 3 %.
 """
@@ -52,7 +52,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runtimes")
     path = export_onnx(net, SIZE, folder / "tiny.onnx")
     calibration = [batch(4, seed=10 + i) for i in range(2)]
-    report = quantize_onnx(path, folder / "tiny-int8.onnx", calibration, weight_bits=7)
+    report = quantize_onnx(path, folder / "tiny-int8.onnx", calibration, placement="convs", weight_bits=7)
     return net, path, folder / "tiny-int8.onnx", report
 
 
@@ -145,7 +145,7 @@ def test_quantize_onnx_writes_qdq_with_fp32_stem_and_heatmap_convs(tiny, tmp_pat
             kept = node.name in report["fp32_convs"]
             assert (node.input[0] in dequantized) != kept and (node.input[1] in dequantized) != kept, node.name
     assert {w.dtype for name, w in weights.items() if name.endswith("_zero_point") and w.ndim == 0} == {np.dtype("uint8")}
-    full = quantize_onnx(path, tmp_path / "eight.onnx", [batch(2)], weight_bits=8)
+    full = quantize_onnx(path, tmp_path / "eight.onnx", [batch(2)], placement="convs", weight_bits=8)
     kernels = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "eight.onnx")).graph.initializer
                if i.name.endswith("_int8")]
     assert full["weight_bits"] == 8 and max(np.abs(w).max() for w in kernels) == 127
@@ -299,7 +299,7 @@ def test_eltwise_placement_stays_close_to_mxnet(tiny16):
 
 def test_per_tensor_weights_have_one_scale(tiny, tmp_path):
     _, path, _, _ = tiny
-    report = quantize_onnx(path, tmp_path / "tensor.onnx", [batch(2)], weight_scale="tensor", weight_bits=8)
+    report = quantize_onnx(path, tmp_path / "tensor.onnx", [batch(2)], "convs", "tensor", 8)
     graph = onnx.load(str(tmp_path / "tensor.onnx")).graph
     weights = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     scales = [w for name, w in weights.items() if name.endswith("_bn_folded_scale")]

@@ -186,7 +186,7 @@ def parse_variant(text: str) -> tuple[str, str, int]:
 
 
 #: The variants ``bench int8`` compares by default: each placement, and the weight scale and
-#: bits varied around the default placement.
+#: bits varied around the default placement (docs/performance.md, "INT8 placement").
 DEFAULT_VARIANTS = (*PLACEMENTS, f"{DEFAULT_PLACEMENT}:tensor", f"{DEFAULT_PLACEMENT}:channel:7",
                     f"{DEFAULT_PLACEMENT}:channel:8")
 
