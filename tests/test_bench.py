@@ -155,3 +155,24 @@ def test_bench_run_measures_the_chosen_model_or_the_reference_ones(monkeypatch, 
     fp32 = result["limits"]["precisions"]["fp32"]  # measured before and after the models, faster kept
     assert (fp32["gflops"], fp32["kernel"]) == (200.0, "FullyConnected")
     assert result["model"][expected[0]]["infer_limit_share"] == 2 * 10.0 * 2.0 / 200.0
+
+
+def test_bench_int8_compares_placements_against_fp32_and_scores_each(tiny_run, tiny_data, capsys):
+    pytest.importorskip("openvino")
+    from fashion_gluon.cli import main
+    from fashion_gluon.inference.evaluate import evaluate_run
+    from fashion_gluon.tools.int8_audit import compare_placements, format_placements
+    result = compare_placements(["convs:channel:7", "eltwise:tensor:8"], checkpoint=tiny_run, batch=2,
+                                data_root=tiny_data, split="val", rounds=1)
+    rows = result["rows"]
+    assert [row["variant"] for row in rows] == ["fp32", "convs:channel:7", "eltwise:tensor:8"]
+    assert rows[1]["weight_bits"] == 7 and rows[2]["weight_scale"] == "tensor" and rows[2]["placement"] == "eltwise"
+    assert rows[0]["ratio"] == 1.0 and all(row["img_per_s"] > 0 for row in rows)
+    assert rows[0]["heatmap_error"] == 0.0 and all(0 < row["heatmap_error"] < 0.05 for row in rows[1:])
+    assert all(0.5 < row["int8_flop_share"] < 1.0 for row in rows[1:]), "stem and heatmap convs stay fp32"
+    fp32_ne = evaluate_run(tiny_run, tiny_data, batch_size=2)["ne"]
+    assert rows[0]["ne"] == pytest.approx(fp32_ne, abs=0.01) and rows[0]["ne_loss"] == pytest.approx(0, abs=0.01)
+    assert all(row["ne_loss"] == pytest.approx(row["ne"] - fp32_ne) for row in rows)
+    assert format_placements(result).count("\n| ") == 4 and "val NE" in format_placements(result)
+    assert main(["bench", "int8", "--checkpoint", str(tiny_run), "--variants", "convs:row"]) == 2
+    assert capsys.readouterr().err.strip().endswith("weight scale 'row' is not one of channel, tensor")

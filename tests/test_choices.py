@@ -15,7 +15,7 @@ from fashion_gluon.data.sources import HELD_OUT_SPLITS, SPLITS
 from fashion_gluon.engine.schedule import SCHEDULES, BudgetSchedule, training_schedule
 from fashion_gluon.engine.trainer import KVSTORES, OPTIMIZERS, PRECISIONS, check_train_choices, resolve_precision
 from fashion_gluon.errors import ConfigError
-from fashion_gluon.inference import runtimes
+from fashion_gluon.inference import qdq, runtimes
 from fashion_gluon.inference.formats import CALIB_MODES, FORMATS, QUANTIZE_FORMATS
 
 TRAIN_TABLES = {"train.optimizer": OPTIMIZERS, "train.lr_schedule": SCHEDULES, "train.precision": PRECISIONS,
@@ -115,6 +115,9 @@ def test_the_cli_offers_exactly_the_tables():
     assert _choices("pack")["--split"] == SPLITS
     assert _choices("predict")["--format"] == KEYPOINT_FORMATS
     assert _choices("synth")["--format"] == KEYPOINT_FORMATS
+    assert _choices("quantize")["--placement"] == tuple(qdq.PLACEMENTS)
+    assert _choices("quantize")["--weight-scale"] == qdq.WEIGHT_SCALES
+    assert _choices("quantize")["--weight-bits"] == qdq.WEIGHT_BITS
 
 
 def test_the_implementations_refuse_what_their_tables_lack(tmp_path):
@@ -126,6 +129,15 @@ def test_the_implementations_refuse_what_their_tables_lack(tmp_path):
         quantize(None, None, calib_mode="percentile")
     with pytest.raises(ConfigError, match=r"^unknown format 'yaml'; expected one of csv, coco$"):
         generate_schema_dataset(tmp_path / "synth", "fashionai", fmt="yaml")
+
+
+def test_quantize_refuses_qdq_options_for_the_mxnet_format(tmp_path, capsys):
+    from fashion_gluon.cli import main
+    assert main(["quantize", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "q"), "--calib-images", "4",
+                 "--weight-scale", "tensor"]) == 2
+    assert capsys.readouterr().err.strip() == ("fashion-gluon quantize: error: --placement, --weight-scale and "
+                                               "--weight-bits choose the QDQ file of --format onnx")
+    assert not (tmp_path / "q").exists()
 
 
 def test_the_loader_and_the_runtimes_accept_exactly_their_rows(tmp_path):

@@ -115,6 +115,11 @@ def cmd_weights(args) -> None:
         print(f"{'present' if present else 'MISSING'}  {name:24s} {path}")
 
 
+def _variants(given: "list[str] | None") -> list[str]:
+    """``--variants`` as a list: each argument may hold several, comma-separated."""
+    return [v for item in given or () for v in item.split(",") if v]
+
+
 def cmd_bench(args) -> None:
     from ..tools.bench import format_result as format_bench
     from ..tools.bench import run as bench_run
@@ -130,12 +135,19 @@ def cmd_bench(args) -> None:
     if args.what == "train":
         from ..tools.bench_train import bench_train, format_train
 
-        result = bench_train(args.config, args.overrides, args.variants.split(","), args.batch, args.size,
+        result = bench_train(args.config, args.overrides, _variants(args.variants) or list(TRAIN_VARIANTS), args.batch, args.size,
                              args.rounds or 5, args.steps, profile=args.profile is not None, data_root=args.data_root)
         print(json.dumps(result, indent=1) if args.json else format_train(result, args.profile or 0))
         return
     if args.overrides or args.config:
         raise FashionGluonError(f"bench {args.what} takes no --config or key=value overrides (bench train does)")
+    if args.what == "int8":
+        from ..tools.int8_audit import DEFAULT_VARIANTS, compare_placements, format_placements
+
+        result = compare_placements(_variants(args.variants) or DEFAULT_VARIANTS, args.model, args.checkpoint, args.batch or 8,
+                                    args.size, args.data_root, args.split, args.rounds or 3)
+        print(json.dumps(result, indent=1) if args.json else format_placements(result))
+        return
     if args.what == "infer":
         result = bench_infer(args.model, args.checkpoint, args.batch or 8, args.size, args.data_root, args.split,
                              args.rounds or 3)
@@ -229,24 +241,27 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", help="benchmarks: data pipeline, models, all; infer: every runtime x precision; "
                                      "train: interleaved A/B of training-step variants; "
-                                     "codec: the NE decoding alone costs")
-    p.add_argument("what", choices=("data", "model", "all", "infer", "train", "codec"))
+                                     "int8: OpenVINO INT8 placements against fp32; codec: the NE decoding alone costs")
+    p.add_argument("what", choices=("data", "model", "all", "infer", "train", "int8", "codec"))
     p.add_argument("overrides", nargs="*", metavar="key=value", help="train: config overrides, e.g. train.optimizer=sgd")
     p.add_argument("--config", help="train: a YAML config or shipped recipe (default cpu_fast, the demo's)")
-    p.add_argument("--variants", default=",".join(TRAIN_VARIANTS),
-                   help="train: comma-separated variants, each fp32 or bf16 then +OPTION, +key=value (config) or "
-                        "+env.NAME=VALUE (its worker's environment) parts; "
-                        "options: " + "; ".join(f"{k}: {v}" for k, v in TRAIN_OPTIONS.items())
-                        + " (default %(default)s; ratios are to the first one measured)")
+    p.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help="train: variants (space- or comma-separated), each fp32 or bf16 then +OPTION, +key=value (config) "
+                        "or +env.NAME=VALUE (its worker's environment) parts; options: "
+                        + "; ".join(f"{k}: {v}" for k, v in TRAIN_OPTIONS.items())
+                        + f" (default {','.join(TRAIN_VARIANTS)}; ratios are to the first one measured). "
+                        "int8: QDQ variants PLACEMENT[:SCALE[:BITS]], e.g. convs eltwise:tensor:7 (default: every "
+                        "placement, and the default placement's weight scales and bits)")
     p.add_argument("--steps", type=int, default=3, help="train: timed steps per variant and round")
     p.add_argument("--profile", type=int, nargs="?", const=12, metavar="TOP",
                    help="train: also each variant's MXNet profile, its TOP operators (default 12)")
     p.add_argument("--model", help="a registry model, random weights (default cpn_resnet50; "
                    "all: cpn_resnet50 and hourglass)")
-    p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer: a trained run instead of --model (its input size, "
-                                                            "INT8 calibrated on its training images)")
-    p.add_argument("--split", choices=HELD_OUT_SPLITS, help="infer with --checkpoint: also each path's NE on this split")
-    p.add_argument("--rounds", type=int, help="infer: interleaved rounds over all paths (best is kept; default 3); "
+    p.add_argument("--checkpoint", metavar="RUN_DIR", help="infer, int8: a trained run instead of --model (its input "
+                                                            "size, INT8 calibrated on its training images)")
+    p.add_argument("--split", choices=HELD_OUT_SPLITS, help="infer, int8 with --checkpoint: also each path's NE on this "
+                                                             "split (int8: and its loss against MXNet fp32)")
+    p.add_argument("--rounds", type=int, help="infer, int8: interleaved rounds over all paths (best is kept; default 3); "
                                                "train: over all variants (median is kept; default 5)")
     p.add_argument("--batch", type=int, help="batch size (default 8; train: the config's)")
     p.add_argument("--size", type=int, help="square input side (default 256; infer --checkpoint and train: the run's "

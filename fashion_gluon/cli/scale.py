@@ -11,6 +11,7 @@ from ..data.sources import SPLITS
 from ..engine.distributed import DEFAULT_PORT
 from ..errors import FashionGluonError
 from ..inference.formats import CALIB_MODES, FORMATS, QUANTIZE_FORMATS
+from ..inference.qdq import DEFAULT_PLACEMENT, DEFAULT_WEIGHT_SCALE, PLACEMENTS, WEIGHT_BITS, WEIGHT_SCALES
 from ..inference.runtimes import ONNX_RUNTIMES
 from . import run
 
@@ -61,8 +62,11 @@ def cmd_quantize(args) -> None:
     from ..inference.quantize import quantize_run
     from ..tools.precision_report import precision_report
 
+    if args.format != "onnx" and (args.placement, args.weight_scale, args.weight_bits) != (
+            DEFAULT_PLACEMENT, DEFAULT_WEIGHT_SCALE, None):
+        raise FashionGluonError("--placement, --weight-scale and --weight-bits choose the QDQ file of --format onnx")
     record = quantize_run(args.checkpoint, args.out, args.calib_images, args.data_root, args.batch,
-                          args.calib_mode, args.format)
+                          args.calib_mode, args.format, args.placement, args.weight_scale, args.weight_bits)
     if not args.no_eval:
         record["val"] = precision_report(args.checkpoint, args.out, args.data_root, batch_size=args.batch,
                                          runtime=args.runtime)
@@ -119,6 +123,14 @@ def register(sub) -> None:
     p.add_argument("--runtime", choices=ONNX_RUNTIMES,
                    help="--format onnx: what runs the INT8 file for the NE report (default: openvino where installed)")
     p.add_argument("--calib-mode", default="naive", choices=CALIB_MODES, help="entropy: --format mxnet only")
+    p.add_argument("--placement", default=DEFAULT_PLACEMENT, choices=tuple(PLACEMENTS),
+                   help="--format onnx: the layers that get Q/DQ: "
+                        + "; ".join(f"{name}: {' + '.join(groups)}" for name, groups in PLACEMENTS.items())
+                        + " (docs/performance.md, INT8 placement)")
+    p.add_argument("--weight-scale", default=DEFAULT_WEIGHT_SCALE, choices=WEIGHT_SCALES,
+                   help="--format onnx: weight scales per output channel or per tensor")
+    p.add_argument("--weight-bits", type=int, choices=WEIGHT_BITS,
+                   help="--format onnx: 8 on a CPU with VNNI, else 7 (default; 8 saturates vpmaddubsw there)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--no-eval", action="store_true", help="skip the fp32 / bf16 / INT8 validation NE and its loss")
     p.set_defaults(func=cmd_quantize)

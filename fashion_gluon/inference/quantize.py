@@ -24,7 +24,7 @@ from ..runs import run_data_root
 from .export import PREFIX, export_onnx, export_symbol, finish_export
 from .formats import CALIB_MODES, QUANTIZE_FORMATS
 from .precision import keep_stride
-from .qdq import quantize_onnx
+from .qdq import DEFAULT_PLACEMENT, DEFAULT_WEIGHT_SCALE, quantize_onnx
 
 
 def calibration_loader(dataset, num_images: int, batch_size: int = 8) -> gluon.data.DataLoader:
@@ -70,11 +70,13 @@ def quantize(net: gluon.HybridBlock, calib_data: gluon.data.DataLoader,
 
 def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", calib_images: int,
                  data_root: "str | os.PathLike | None" = None, batch_size: int = 8,
-                 calib_mode: str = "naive", fmt: str = "mxnet") -> dict:
+                 calib_mode: str = "naive", fmt: str = "mxnet", placement: str = DEFAULT_PLACEMENT,
+                 weight_scale: str = DEFAULT_WEIGHT_SCALE, weight_bits: "int | None" = None) -> dict:
     """Quantize the best weights of a run to INT8, calibrated on ``calib_images`` images of its
     training split (of ``data_root``, default the run's), into ``out_dir``: an MXNet INT8
     symbol (``fmt="mxnet"``) or an INT8 QDQ ONNX file (``fmt="onnx"``, min/max calibration,
-    :mod:`.qdq`); returns the export.json record."""
+    :mod:`.qdq` with ``placement``, ``weight_scale`` and ``weight_bits``); returns the
+    export.json record."""
     if fmt not in QUANTIZE_FORMATS:
         raise ExportError(f"unknown INT8 format {fmt!r}; expected one of {', '.join(QUANTIZE_FORMATS)}")
     if calib_images is None or calib_images < 1:
@@ -96,7 +98,8 @@ def quantize_run(run_dir: "str | os.PathLike", out_dir: "str | os.PathLike", cal
         with tempfile.TemporaryDirectory() as folder:
             fp32 = export_onnx(net, size, Path(folder) / "fp32.onnx")
             tic = time.perf_counter()
-            details = quantize_onnx(fp32, out / f"{PREFIX}.onnx", (data.asnumpy() for data, _ in calibration))
+            details = quantize_onnx(fp32, out / f"{PREFIX}.onnx", (data.asnumpy() for data, _ in calibration),
+                                    placement, weight_scale, weight_bits)
             seconds = time.perf_counter() - tic
         files = (out / f"{PREFIX}.onnx",)
     return finish_export(out, "int8" if fmt == "mxnet" else "onnx", files, run_dir, config, state, net.stride,

@@ -43,7 +43,7 @@ PATHS = (("mxnet", "fp32"), ("mxnet", "bf16"), ("mxnet", "int8"), ("onnxruntime"
 CALIBRATION_IMAGES = 32
 
 
-def _random_calibration(size: tuple[int, int], images: int = 16, batch: int = 8) -> list[np.ndarray]:
+def random_calibration(size: tuple[int, int], images: int = 16, batch: int = 8) -> list[np.ndarray]:
     """Normalized-looking random batches: enough to calibrate INT8 for timing, not for accuracy."""
     rng = np.random.default_rng(0)
     return [rng.normal(size=(batch, 3, *size)).astype(np.float32) for _ in range(images // batch)]
@@ -123,7 +123,7 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
         name = model or DEFAULT_MODEL
         net = get_model(name, load_schema().num_keypoints)
         input_size = (size or 256, size or 256)
-        calibration = _random_calibration(input_size)
+        calibration = random_calibration(input_size)
     net.hybridize(static_alloc=True, static_shape=True)
     result: dict = {"model": name, "batch": batch, "input_size": list(input_size),
                     "gmacs_per_img": count_macs(net, (1, 3, *input_size)) / 1e9,
@@ -179,4 +179,4 @@ def format_infer(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PATHS", "build_paths", "time_paths", "bench_infer", "format_infer"]
+__all__ = ["PATHS", "random_calibration", "build_paths", "time_paths", "bench_infer", "format_infer"]
