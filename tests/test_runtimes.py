@@ -40,15 +40,21 @@ def batch(n, size=SIZE, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, 3, *size)).astype(np.float32)
 
 
+def xavier_cpn(seed: int, channels: int, magnitude: float):
+    """A hybridized CPN-ResNet-18 (4 keypoints) with Xavier weights everywhere, seeded."""
+    mx.random.seed(seed)
+    net = get_model("cpn_resnet18", 4, channels=channels)
+    for param in net.collect_params(".*weight").values():
+        param.initialize(mx.init.Xavier(magnitude=magnitude), force_reinit=True)
+    net.hybridize()
+    return net
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(net, fp32 ONNX file, QDQ INT8 ONNX file, quantize_onnx's report) of a small CPN whose heatmaps have
     magnitude ~1 (Xavier everywhere, so a relative tolerance is a real test)."""
-    mx.random.seed(1)
-    net = get_model("cpn_resnet18", 4, channels=32)
-    for param in net.collect_params(".*weight").values():
-        param.initialize(mx.init.Xavier(magnitude=2.0), force_reinit=True)
-    net.hybridize()
+    net = xavier_cpn(seed=1, channels=32, magnitude=2.0)
     folder = tmp_path_factory.mktemp("runtimes")
     path = export_onnx(net, SIZE, folder / "tiny.onnx")
     calibration = [batch(4, seed=10 + i) for i in range(2)]
@@ -240,11 +246,7 @@ def tiny16(tmp_path_factory):
     """(net, fp32 ONNX file, {placement: (QDQ file, report)}) of CPN-ResNet-18 with a 16-channel
     pyramid at 64², 7-bit per-channel weights, one file per placement."""
     from fashion_gluon.inference.qdq import PLACEMENTS
-    mx.random.seed(2)
-    net = get_model("cpn_resnet18", 4, channels=16)
-    for param in net.collect_params(".*weight").values():
-        param.initialize(mx.init.Xavier(magnitude=3.0), force_reinit=True)
-    net.hybridize()
+    net = xavier_cpn(seed=2, channels=16, magnitude=3.0)
     folder = tmp_path_factory.mktemp("placements")
     path = export_onnx(net, SIZE, folder / "tiny16.onnx")
     calibration = [batch(4, seed=20 + i) for i in range(2)]

@@ -103,15 +103,14 @@ def time_paths(paths: dict, batch: int, size: tuple[int, int], rounds: int = 3, 
     return best
 
 
-def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | None" = None, batch: int = 8,
-                size: "int | None" = None, data_root: "str | os.PathLike | None" = None,
-                split: "str | None" = None, rounds: int = 3, limits: "dict | None" = None) -> dict:
-    """Figures of every inference path for a registry ``model`` (default
-    :data:`~.bench.DEFAULT_MODEL`) with random weights (calibrated
-    on random images; ``size``² input, default 256) or the best weights of a run
-    (``checkpoint``: calibrated on its training images, its input size; with ``split``, each
-    path's single-pass NE on that split of ``data_root``, default the run's data). ``limits``
-    reuses an earlier :func:`~.limits.measure_limits`."""
+def benchmarked_network(model: "str | None", checkpoint: "str | os.PathLike | None", batch: int, size: "int | None",
+                        data_root: "str | os.PathLike | None") -> tuple:
+    """(hybridized net, config, state, data root, input size, calibration batches, name) of what a
+    benchmark times: a run's best weights (``checkpoint``: its input size unless ``size``,
+    calibrated on its training images of ``data_root``, default the run's data) or a registry
+    ``model`` (default :data:`~.bench.DEFAULT_MODEL`) with random weights at ``size``² (256)
+    calibrated on random images; config, state and root are None for a registry model."""
+    config = state = root = None
     if checkpoint is not None:
         net, config, state = load_run(checkpoint)
         input_size = tuple(config["data"]["input_size"]) if size is None else (size, size)
@@ -125,6 +124,20 @@ def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | Non
         input_size = (size or 256, size or 256)
         calibration = random_calibration(input_size)
     net.hybridize(static_alloc=True, static_shape=True)
+    return net, config, state, root, input_size, calibration, name
+
+
+def bench_infer(model: "str | None" = None, checkpoint: "str | os.PathLike | None" = None, batch: int = 8,
+                size: "int | None" = None, data_root: "str | os.PathLike | None" = None,
+                split: "str | None" = None, rounds: int = 3, limits: "dict | None" = None) -> dict:
+    """Figures of every inference path for a registry ``model`` (default
+    :data:`~.bench.DEFAULT_MODEL`) with random weights (calibrated
+    on random images; ``size``² input, default 256) or the best weights of a run
+    (``checkpoint``: calibrated on its training images, its input size; with ``split``, each
+    path's single-pass NE on that split of ``data_root``, default the run's data). ``limits``
+    reuses an earlier :func:`~.limits.measure_limits`."""
+    net, config, state, root, input_size, calibration, name = benchmarked_network(model, checkpoint, batch, size,
+                                                                                   data_root)
     result: dict = {"model": name, "batch": batch, "input_size": list(input_size),
                     "gmacs_per_img": count_macs(net, (1, 3, *input_size)) / 1e9,
                     "limits": limits or measure_limits(), "threads": os.environ.get("OMP_NUM_THREADS")}

@@ -206,33 +206,16 @@ def compare_placements(variants: "Sequence[str]" = DEFAULT_VARIANTS, model: "str
     ``data_root`` (default the run's) and its loss against MXNet fp32."""
     import mxnet as mx  # deferred with what follows: this module's audit needs OpenVINO alone
 
-    from ..build import build_eval_dataset, load_run
     from ..inference.evaluate import evaluate_model
     from ..inference.export import export_onnx
     from ..inference.model import KeypointModel
-    from ..inference.quantize import calibration_loader
     from ..inference.runtimes import OnnxNet
-    from ..models import get_model
-    from ..runs import run_data_root
-    from ..schema import load_schema
-    from .bench import DEFAULT_MODEL
-    from .bench_infer import CALIBRATION_IMAGES, random_calibration
+    from .bench_infer import benchmarked_network
     from .limits import best_seconds
 
     chosen = {text: parse_variant(text) for text in variants}
-    if checkpoint is not None:
-        net, config, state = load_run(checkpoint)
-        input_size = tuple(config["data"]["input_size"]) if size is None else (size, size)
-        root = data_root or run_data_root(checkpoint)
-        dataset = build_eval_dataset(config, root, state["category"], "train")
-        calibration = [d.asnumpy() for d, _ in calibration_loader(dataset, CALIBRATION_IMAGES, batch)]
-        name = f"{config['model']['name']} ({checkpoint})"
-    else:
-        name = model or DEFAULT_MODEL
-        net = get_model(name, load_schema().num_keypoints)
-        input_size = (size or 256, size or 256)
-        calibration = random_calibration(input_size)
-    net.hybridize(static_alloc=True, static_shape=True)
+    net, config, state, root, input_size, calibration, name = benchmarked_network(model, checkpoint, batch, size,
+                                                                                   data_root)
     rows = [{"variant": "fp32"}] + [{"variant": text, "placement": p, "weight_scale": s, "weight_bits": b}
                                     for text, (p, s, b) in chosen.items()]
     data = np.random.default_rng(0).normal(size=(batch, 3, *input_size)).astype(np.float32)
