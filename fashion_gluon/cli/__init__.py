@@ -60,7 +60,7 @@ def main(argv: "list[str] | None" = None) -> int:
     wait_passively()
     use_naive_engine_on_cpu(sys.argv[1:] if argv is None else argv)
     # deferred: mxnet reads its thread and engine settings when imported, so the commands
-    # (which import mxnet when they run) are imported only after the two calls above
+    # (which import mxnet when they run) are imported only after the calls above
     from .parser import build_parser
     args = build_parser().parse_args(argv)
     try:

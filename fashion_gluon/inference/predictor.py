@@ -308,7 +308,6 @@ class Predictor:
         :func:`stage1_boxes`)."""
         if self.stage1 is None:
             raise FashionGluonError("this predictor has no first stage (stage1) to find boxes with")
-        self.stage1.check_routing(categories)
         first = self.stage1.predict(images, categories, boxes, scores=True)
         return stage1_boxes(first, self.schema.category_mask(np.asarray(categories, dtype=object)))
 
