@@ -74,3 +74,14 @@ def test_an_unknown_variant_is_refused_in_one_line(capsys, variants, bad):
         f"fashion-gluon bench: error: --variants: unknown variant {bad}: a variant is fp32 or bf16, then any of "
         "+mp, +dynamic, +alloc, +loader, +threaded, +spin, +nobulk, +key=value (a config override) or "
         "+env.NAME=VALUE, e.g. fp32+mp"]
+
+
+def test_the_results_are_the_last_lines_printed():
+    """MXNet logs its engine when the engine starts; the parent never ran an op, so it did at exit."""
+    import os
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "fashion_gluon.cli", *SMALL, "--variants", "fp32", "--rounds", "1"],
+                         env={**os.environ, "MXNET_ENGINE_TYPE": "NaiveEngine"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, check=True)
+    assert out.stdout.splitlines()[-1].startswith("fp32  ")
