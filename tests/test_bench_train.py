@@ -16,12 +16,17 @@ def test_variant_names_parse_into_precision_options_and_overrides():
         ("train.optimizer=sgd",), ("env.GOMP_SPINCOUNT=1000",))
 
 
-def test_each_option_sets_its_worker_environment():
+def test_each_option_sets_its_worker_environment(monkeypatch):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
     env = parse_variant("fp32").env()
-    assert env["MXNET_ENGINE_TYPE"] == "NaiveEngine" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["MXNET_ENGINE_TYPE"] == "NaiveEngine" and env["GOMP_SPINCOUNT"] == "20000"
+    assert "OMP_WAIT_POLICY" not in env
     assert "MXNET_EXEC_BULK_EXEC_TRAIN" not in env
     assert parse_variant("fp32+threaded").env()["MXNET_ENGINE_TYPE"] == "ThreadedEnginePerDevice"
-    assert "OMP_WAIT_POLICY" not in parse_variant("fp32+spin").env()
+    assert not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(parse_variant("fp32+spin").env())
+    passive = parse_variant("fp32+passive").env()
+    assert passive["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in passive
     assert parse_variant("fp32+env.OMP_NUM_THREADS=1+env.A=b=c").env()["OMP_NUM_THREADS"] == "1"
     assert parse_variant("fp32+env.A=b=c").env()["A"] == "b=c"
     assert parse_variant("fp32+nobulk").env()["MXNET_EXEC_BULK_EXEC_TRAIN"] == "0"
@@ -72,7 +77,7 @@ def test_an_unknown_variant_is_refused_in_one_line(capsys, variants, bad):
     assert captured.out == ""
     assert captured.err.splitlines() == [
         f"fashion-gluon bench: error: --variants: unknown variant {bad}: a variant is fp32 or bf16, then any of "
-        "+mp, +dynamic, +alloc, +loader, +threaded, +spin, +nobulk, +key=value (a config override) or "
+        "+mp, +dynamic, +alloc, +loader, +threaded, +spin, +passive, +nobulk, +key=value (a config override) or "
         "+env.NAME=VALUE, e.g. fp32+mp"]
 
 

@@ -60,32 +60,30 @@ def test_summary_prints_params_and_gmacs(capsys):
     assert "must be positive multiples of its stride 64" in capsys.readouterr().err
 
 
-def test_cli_uses_every_core_unless_told_otherwise():
+def test_openmp_defaults_are_every_core_and_a_short_spin_unless_told_otherwise():
+    import os
+
+    from fashion_gluon.openmp import SPIN_COUNT, openmp_defaults
+    cores = str(len(os.sched_getaffinity(0)))
+    assert openmp_defaults({}) == {"OMP_NUM_THREADS": cores, "GOMP_SPINCOUNT": SPIN_COUNT}
+    assert openmp_defaults({"OMP_NUM_THREADS": "1"}) == {"GOMP_SPINCOUNT": SPIN_COUNT}
+    # libgomp's spin count overrides the wait policy, so an explicit policy gets no spin count
+    assert openmp_defaults({"OMP_WAIT_POLICY": "PASSIVE"}) == {"OMP_NUM_THREADS": cores}
+    assert openmp_defaults({"GOMP_SPINCOUNT": "0", "OMP_NUM_THREADS": "2"}) == {}
+
+
+def test_cli_sets_the_openmp_defaults_before_mxnet_is_imported():
     import os
     import subprocess
     import sys
-    code = ("import os; from fashion_gluon.cli import use_all_cores; use_all_cores(); "
-            "print(os.environ['OMP_NUM_THREADS'])")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    code = ("import os; from fashion_gluon.cli import set_openmp_defaults; set_openmp_defaults(); "
+            "print(os.environ['OMP_NUM_THREADS'], os.environ.get('GOMP_SPINCOUNT'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str(len(os.sched_getaffinity(0)))
-    env["OMP_NUM_THREADS"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "1"
-
-
-def test_cli_lets_openmp_threads_sleep_unless_told_otherwise():
-    import os
-    import subprocess
-    import sys
-    code = ("import os; from fashion_gluon.cli import wait_passively; wait_passively(); "
-            "print(os.environ['OMP_WAIT_POLICY'])")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+    assert out.stdout.split() == [str(len(os.sched_getaffinity(0))), "20000"]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+    assert out.stdout.split() == ["1", "None"]
 
 
 def test_cli_picks_naive_engine_only_for_cpu_runs():

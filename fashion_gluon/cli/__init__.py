@@ -8,24 +8,14 @@ import os
 import sys
 
 from ..errors import FashionGluonError
+from ..openmp import openmp_defaults
 
 
-def use_all_cores() -> None:
-    """MXNet's CPU build starts one OpenMP thread per op on this kind of machine unless told
-    otherwise; use every core this process may run on (an explicit OMP_NUM_THREADS wins).
-    Must run before mxnet is imported."""
+def set_openmp_defaults() -> None:
+    """One OpenMP thread per usable core and a short spin between ops (:mod:`..openmp`; explicit
+    values win). Must run before mxnet is imported."""
     if "mxnet" not in sys.modules:
-        os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-
-
-def wait_passively() -> None:
-    """OpenMP threads sleep between MXNet's ops instead of spinning (OMP_WAIT_POLICY=PASSIVE; an
-    explicit value wins). On a shared machine libgomp's spinning thread teams lose their time
-    slices to the other processes: the demo model (cpu_fast, fp32) trained 1.5-1.9x faster
-    with it at load 3-11 on 2 cores (`fashion-gluon bench train --variants fp32,fp32+spin`,
-    docs/performance.md). Must run before mxnet is imported."""
-    if "mxnet" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        os.environ.update(openmp_defaults(os.environ))
 
 
 def ctx_values(argv: "list[str]") -> "list[str]":
@@ -56,8 +46,7 @@ def use_naive_engine_on_cpu(argv: "list[str]") -> None:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    use_all_cores()
-    wait_passively()
+    set_openmp_defaults()
     use_naive_engine_on_cpu(sys.argv[1:] if argv is None else argv)
     # deferred: mxnet reads its thread and engine settings when imported, so the commands
     # (which import mxnet when they run) are imported only after the calls above

@@ -13,10 +13,11 @@ K = 24, measured with ``bench_model`` and interleaved in-process comparisons:
   GEMM peak (n = 2048 ``mx.nd.dot``; oneDNN FullyConnected alike) 92-109
   GFLOP/s unset vs 186-216 with OMP_NUM_THREADS=2; cpn_resnet50 inference
   89 → 162-173, training 62 → 113-118 GFLOP/s. The shares stay the same.
-* OMP_WAIT_POLICY=PASSIVE: same speed on a quiet machine; when other processes
-  compete for the cores, the default spinning 2-thread teams slow small ops by
-  10-60× (a 0.05 ms ReLU took 4-8 ms) while PASSIVE stays at ~1-thread speed.
-  Use it when sharing cores (parallel tests, several jobs).
+* OMP_WAIT_POLICY=PASSIVE: when other processes compete for the cores, the
+  default spinning 2-thread teams slow small ops by 10-60× (a 0.05 ms ReLU took
+  4-8 ms) while PASSIVE stays at ~1-thread speed. (Later, on an idle AVX2 EPYC,
+  PASSIVE trained ≈ 25 % slower than spinning; the CLI now uses a short spin,
+  :mod:`fashion_gluon.openmp`.)
 * MXNET_ENGINE_TYPE=NaiveEngine, MXNET_SUBGRAPH_BACKEND=MKLDNN and
   MXNET_OPTIMIZER_AGGREGATION_SIZE=60: no measurable change (a hybridized
   static graph runs as one CachedOp; the SGD update is < 3 % of a step).

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FashionGluonError
+from ..openmp import openmp_defaults
 
 #: What ``bench train`` compares unless told: training as it runs, then three candidate changes.
 DEFAULT_VARIANTS = ("fp32", "fp32+mp", "fp32+dynamic", "fp32+loader")
@@ -22,7 +23,8 @@ OPTIONS = {
               "batch (its prefetch, 2 x num_workers batches, fills while the other variants run: use --steps well "
               "above it)",
     "threaded": "MXNet's threaded engine (the CLI trains with NaiveEngine on CPU)",
-    "spin": "OpenMP's default wait policy (threads spin a while after each op; the CLI sets OMP_WAIT_POLICY=PASSIVE)",
+    "spin": "libgomp's default wait (threads spin 300000 iterations after each op; the CLI sets GOMP_SPINCOUNT=20000)",
+    "passive": "OMP_WAIT_POLICY=PASSIVE: threads sleep at once after each op",
     "nobulk": "MXNET_EXEC_BULK_EXEC_TRAIN=0: no bulked op segments (as every variant runs when profiled)",
 }
 #: Environment of a worker with op segments unbulked (the profiler then times each operator alone).
@@ -44,10 +46,13 @@ class Variant:
         """The worker's environment: this package first on the path, the engine and OpenMP settings
         the CLI trains with unless an option changes them (``profile``: unbulked, see :data:`NO_BULK`)."""
         env = dict(os.environ, MXNET_ENGINE_TYPE="ThreadedEnginePerDevice" if "threaded" in self.options
-                   else "NaiveEngine", OMP_WAIT_POLICY="PASSIVE")
-        env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-        if "spin" in self.options:
-            del env["OMP_WAIT_POLICY"]
+                   else "NaiveEngine")
+        env.update(openmp_defaults(env))
+        if "spin" in self.options or "passive" in self.options:
+            for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+                env.pop(name, None)
+        if "passive" in self.options:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         if profile or "nobulk" in self.options:
             env.update(NO_BULK)
         env.update(setting[len(ENV):].split("=", 1) for setting in self.environment)
