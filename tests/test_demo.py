@@ -29,5 +29,5 @@ def test_demo_end_to_end(tmp_path):
     swa_kept = summary["val_ne_after_swa"] <= summary["val_ne_before_swa"]
     assert summary["model"] == str(out / "run" / "swa" if swa_kept else out / "run")
     assert state["epoch"] == summary["epochs"] and state["train_seconds"] >= 5.0  # training used its budget
-    assert summary["test_time_scales"] == [1.0, 1.2]
-    assert "overall" in done.stdout and "with flip + scales: val NE" in done.stdout
+    assert summary["test_time_scales"] == [1.0, 1.2] and summary["test_time_cascade"] is True
+    assert "overall" in done.stdout and "with flip + scales + cascade: val NE" in done.stdout
