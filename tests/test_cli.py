@@ -113,3 +113,17 @@ def test_python_dash_m_runs_the_command(module):
     import sys
     done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "usage: fashion-gluon" in done.stdout, done.stderr[-500:]
+
+
+@pytest.mark.parametrize("argv, last", [
+    (["summary", "hourglass_small", "--input", "64x64"], "GMACs "),
+    (["evaluate", "--truth", "missing.csv", "--pred", "missing.csv"], "fashion-gluon evaluate: error: missing.csv"),
+])
+def test_mxnets_engine_line_comes_before_what_a_command_prints(tmp_path, argv, last):
+    """MXNet logs its engine when the engine starts: at the first op, or at exit after everything."""
+    import os
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "fashion_gluon.cli", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env={**os.environ, "MXNET_ENGINE_TYPE": "NaiveEngine"})
+    assert "MXNet start using engine" in out.stdout and out.stdout.splitlines()[-1].startswith(last)

@@ -4,6 +4,8 @@ operating system's errors about files (they name the file), are printed as one l
 of problems of one file as its lines), exit status 2."""
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -25,12 +27,32 @@ def ctx_values(argv: "list[str]") -> "list[str]":
     return values + [arg.split("=", 1)[1] for arg in argv if arg.startswith("--ctx=")]
 
 
-def start_engine_first() -> None:
-    """MXNet logs which engine it uses when the engine starts, which is otherwise at the first
-    operation or at exit, after the command's own last line; start it now (if a command imported
-    MXNet) so that line comes before the command's error."""
-    if "mxnet" in sys.modules:
-        sys.modules["mxnet"].nd.zeros((1,)).wait_to_read()
+class _StartEngineAtImport(importlib.abc.MetaPathFinder):
+    """Finds ``mxnet`` once and, when the module has run, starts its engine (see
+    :func:`start_engine_at_import`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "mxnet":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def run_then_start(module) -> None:
+            run_module(module)
+            module.nd.zeros((1,)).wait_to_read()
+
+        spec.loader.exec_module = run_then_start
+        return spec
+
+
+def start_engine_at_import() -> None:
+    """MXNet logs which engine it uses when the engine starts (where MXNET_ENGINE_TYPE is set),
+    which is otherwise at the first operation or at exit, after the command's own last line;
+    start it as soon as a command imports MXNet, so that line comes before everything the
+    command prints. Must run before mxnet is imported."""
+    if "mxnet" not in sys.modules and "MXNET_ENGINE_TYPE" in os.environ:
+        sys.meta_path.insert(0, _StartEngineAtImport())
 
 
 def use_naive_engine_on_cpu(argv: "list[str]") -> None:
@@ -48,15 +70,13 @@ def use_naive_engine_on_cpu(argv: "list[str]") -> None:
 def main(argv: "list[str] | None" = None) -> int:
     set_openmp_defaults()
     use_naive_engine_on_cpu(sys.argv[1:] if argv is None else argv)
+    start_engine_at_import()
     # deferred: mxnet reads its thread and engine settings when imported, so the commands
     # (which import mxnet when they run) are imported only after the calls above
     from .parser import build_parser
     args = build_parser().parse_args(argv)
     try:
-        try:
-            args.func(args)
-        finally:  # before the error below is printed
-            start_engine_first()
+        args.func(args)
     except (FashionGluonError, OSError, ValueError) as error:
         print(f"fashion-gluon {args.command}: error: {error}", file=sys.stderr)
         return 2

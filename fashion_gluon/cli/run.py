@@ -10,7 +10,6 @@ from ..data.sources import HELD_OUT_SPLITS, SPLITS
 from ..errors import FashionGluonError
 from ..tools.train_variants import DEFAULT_VARIANTS as TRAIN_VARIANTS
 from ..tools.train_variants import OPTIONS as TRAIN_OPTIONS
-from . import start_engine_first
 from .common import data_root_of, parse_ctx, parse_size, print_result
 
 
@@ -127,7 +126,6 @@ def cmd_bench(args) -> None:
     from ..tools.bench_infer import bench_infer, format_infer
     from ..tools.codec_floor import decoding_floor, format_floor
 
-    start_engine_first()  # MXNet is imported; its engine line comes before the results, not at exit
     if args.what == "codec":
         if not args.data_root:
             raise FashionGluonError("bench codec needs --data-root (a FashionAI layout with annotations)")
