@@ -459,3 +459,19 @@ def test_decode_option_switches_the_rule_without_touching_the_given_model():
     np.testing.assert_array_equal(skirt_points(switched.predict([image], SKIRT))[0], block_centres(CORNERS))
     with pytest.raises(FashionGluonError, match="decode must be one of dark, quarter, got 'argmax'"):
         Predictor([model], decode="argmax")
+
+
+def test_evaluate_checkpoint_predicts_as_predict_does_with_flip_scales_and_cascade(tiny_run, tiny_data, tmp_path,
+                                                                                  capsys):
+    from fashion_gluon.cli import main
+
+    options = ["--flip", "--scales", "1,1.25", "--cascade"]
+    assert main(["predict", "--checkpoint", str(tiny_run), "--split", "val", "--out", str(tmp_path / "val.csv"),
+                 "--json", *options]) == 0
+    predicted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ne"]
+    ne = {}
+    for name, extra in (("all", options), ("plain", [])):
+        assert main(["evaluate", "--checkpoint", str(tiny_run), "--split", "val", "--json", *extra]) == 0
+        ne[name] = json.loads(capsys.readouterr().out)["ne"]
+    assert ne["all"] == pytest.approx(predicted, abs=1e-9)
+    assert ne["plain"] != pytest.approx(predicted, abs=1e-6)  # the options reach the predictor

@@ -53,6 +53,14 @@ def parse_scales(text: str) -> tuple[float, ...]:
     return values
 
 
+def add_test_time_options(parser: argparse.ArgumentParser) -> None:
+    """``--flip``, ``--scales`` and ``--cascade``: how :class:`~fashion_gluon.inference.predictor.Predictor`
+    predicts, for every command that predicts."""
+    parser.add_argument("--flip", action="store_true", help="flip test")
+    parser.add_argument("--scales", type=parse_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
+    parser.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")
+
+
 def print_result(result: dict, as_json: bool) -> None:
     """A metrics result as JSON or as a table."""
     from ..metrics import format_table

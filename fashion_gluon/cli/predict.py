@@ -14,7 +14,7 @@ from ..data.layout import KEYPOINT_FORMATS
 from ..data.sources import HELD_OUT_SPLITS
 from ..errors import FashionGluonError
 from ..inference.runtimes import PRECISIONS, RUNTIME_CHOICES
-from .common import data_root_of, parse_ctx, parse_scales
+from .common import add_test_time_options, data_root_of, parse_ctx
 
 if TYPE_CHECKING:
     from ..inference.predictor import Predictor
@@ -146,9 +146,7 @@ def register(sub) -> None:
                    help="predict these image files, folders or globs instead of a split (keypoints CSV, image_id = path)")
     p.add_argument("--category", help="--images: the category they show (default: the checkpoints' one category)")
     p.add_argument("--overlay", metavar="DIR", help="--images: also draw each prediction into DIR/<name>.png")
-    p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument("--scales", type=parse_scales, default=(1.0,), help="multi-scale test, e.g. 0.75,1,1.25")
-    p.add_argument("--cascade", action="store_true", help="second pass on a crop around the first")
+    add_test_time_options(p)
     p.add_argument("--stage1", action="append", metavar="RUN_DIR",
                    help="two-stage prediction: this checkpoint (repeat for several) finds each garment's box on the "
                         "whole image, --checkpoint predicts on its crop (a model trained with data.box_crop_p > 0)")

@@ -10,7 +10,7 @@ from ..data.sources import HELD_OUT_SPLITS, SPLITS
 from ..errors import FashionGluonError
 from ..tools.train_variants import DEFAULT_VARIANTS as TRAIN_VARIANTS
 from ..tools.train_variants import OPTIONS as TRAIN_OPTIONS
-from .common import data_root_of, parse_ctx, parse_size, print_result
+from .common import add_test_time_options, data_root_of, parse_ctx, parse_size, print_result
 
 
 def resume_config(run_dir: str, overrides: "list[str]") -> dict:
@@ -45,7 +45,7 @@ def cmd_evaluate(args) -> None:
 
     if args.checkpoint:
         result = evaluate_run(args.checkpoint, args.data_root, args.split, flip=args.flip,
-                              ctx=parse_ctx(args.ctx))
+                              ctx=parse_ctx(args.ctx), scales=args.scales, cascade=args.cascade)
     elif args.truth and args.pred and args.truth.endswith(".json"):  # COCO truth, COCO results
         from ..metrics_coco import evaluate_coco, format_ap
 
@@ -186,7 +186,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", help="run directory to evaluate instead of a CSV")
     p.add_argument("--data-root", help="FashionAI layout root (default: the run's)")
     p.add_argument("--split", default="val", choices=SPLITS)
-    p.add_argument("--flip", action="store_true", help="flip test")
+    add_test_time_options(p)  # with --checkpoint
     p.add_argument("--ctx", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
