@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "rotate_p": 0.4,
         "max_rotate": 30.0,
         "flip_p": 0.5,
-        "crop_area": [0.45, 1.0],
+        "crop_area": [0.45, 1.0],   # crop area / frame area (uniform); above 1 zooms out (data.transforms.RandomCrop)
         "crop_aspect": [0.75, 1.33],
         "crop_margin": 25,
         "color": True,
@@ -197,6 +197,8 @@ _RANGES: dict[str, tuple] = {
 }
 _OPTIONAL = {"train.clip_gradient": ("number", 0, None, False), "train.time_budget_s": ("number", 0, None, False)}
 _BOOLEANS = ("data.color",)
+#: The largest ``data.crop_area``: a zoom-out to a box of 4× the frame's area (the garment at half its size).
+MAX_CROP_AREA = 4.0
 
 
 def check_choice(key: str, value: Any, choices: Iterable[str], source: str = "config") -> None:
@@ -241,7 +243,7 @@ def validate(config: dict, source: str = "config") -> dict:
         LossOptions.from_config(config["loss"])
     except ValueError as error:
         raise ConfigError(f"{source}: {error}") from None
-    _pair(config, "data.crop_area", 0, 1, source)
+    _pair(config, "data.crop_area", 0, MAX_CROP_AREA, source)
     _pair(config, "data.crop_aspect", 0, None, source)
     train = config["train"]
     steps, factors = train["lr_steps"], train["lr_factors"]

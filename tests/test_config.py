@@ -93,6 +93,7 @@ def test_shipped_configs_load():
     ("train.batch_size=0", "train.batch_size must be ≥ 1, got 0"),
     ("data.flip_p=1.5", r"data.flip_p must be ≥ 0 and ≤ 1, got 1.5"),
     ("data.crop_area=[0.5]", r"data.crop_area must be two numbers \[a, b\]"),
+    ("data.crop_area=[0.8,4.5]", r"data.crop_area must be two numbers \[a, b\] with 0 < a ≤ b ≤ 4.0, got \[0.8, 4.5\]"),
     ("loss.top_k=0", "loss.top_k must be ≥ 1, got 0"),
     ("train.time_budget_s=0", "train.time_budget_s must be > 0, got 0"),
     ("data.color=maybe", "data.color must be true or false, got 'maybe'"),

@@ -16,6 +16,7 @@ from fashion_gluon.data.synthetic import (
     JPEG_QUALITY_RANGE,
     MAX_BULGE,
     MAX_SHEAR,
+    SCALE_RANGE,
     VARY_SIZE_RANGE,
     _placement,
     _shade,
@@ -296,12 +297,29 @@ def test_vary_size_gives_other_sizes_with_keypoints_inside(tmp_path):
     assert len(sizes) >= 3 and (512, 512) not in sizes
 
 
+def test_garment_scale_sets_how_much_of_the_frame_a_garment_fills():
+    def extents(scale):  # each garment's keypoint box: its longer side over the shorter image side
+        out = []
+        for seed in range(12):
+            for category in CATEGORIES:
+                sample = render_sample(category, np.random.default_rng(seed), (256, 320), scale)
+                own = sample.points[list(CATEGORY_KEYPOINTS[category])]
+                out.append(np.max(np.nanmax(own, axis=0) - np.nanmin(own, axis=0)) / 256)
+        return np.array(out)
+
+    small, default = extents((0.3, 0.35)), extents(SCALE_RANGE)
+    assert small.max() <= 0.35 * 1.25  # the outline's extent, rotated by up to 10° and sheared by up to 0.08
+    assert np.median(default) > 1.8 * np.median(small)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(per_category=0), "per_category must be >= 1, got 0"),
     (dict(test_fraction=1.0), "test_fraction must be in [0, 1), got 1.0"),
     (dict(workers=0), "workers must be >= 1, got 0"),
     (dict(seed=-1), "seed must be >= 0, got -1"),
     (dict(image_size=(16, 512)), "image_size must be at least (32, 32), got (16, 512)"),
+    (dict(garment_scale=(0.5, 1.2)),
+     "garment_scale must be two shares 0 < lo <= hi <= 1 of the shorter image side, got (0.5, 1.2)"),
 ])
 def test_bad_arguments_are_reported(tmp_path, kwargs, message):
     with pytest.raises(ConfigError) as error:

@@ -74,6 +74,28 @@ def test_random_crop_keeps_every_weighted_keypoint_with_its_margin():
     assert len(sizes) > 10
 
 
+def test_random_crop_above_the_frame_area_zooms_out_with_the_frame_inside_the_box():
+    image = np.full((100, 100, 3), 255, np.uint8)
+    sample = T.Sample.from_image(image, [[20, 30, 1], [70, 80, 1]])
+    op = T.RandomCrop(area=(4.0, 4.0), aspect=(1.0, 1.0), margin=10)
+    starts = set()
+    for seed in range(30):
+        x0, y0, x1, y1 = op.sample_box(sample, np.random.default_rng(seed))
+        assert (x1 - x0, y1 - y0) == (200, 200) and -100 <= x0 <= 0 and -100 <= y0 <= 0
+        starts.add((x0, y0))
+        out = T.Warp((0.0, 0.0, 0.0))(op(sample, np.random.default_rng(seed)))
+        np.testing.assert_allclose(out.keypoints, [[20 - x0, 30 - y0], [70 - x0, 80 - y0]])
+        np.testing.assert_array_equal(out.weights, [1, 1])
+        frame = out.image[-y0:-y0 + 100, -x0:-x0 + 100]  # the image, whole, inside the border's fill
+        assert frame.min() == 255 and out.image.sum() == 255 * 3 * 100 * 100
+    assert len(starts) > 20
+    flat = T.Sample.from_image(image, [[20, 40, 1], [70, 60, 1]])  # rows 30-70 with the margin
+    wide = T.RandomCrop(area=(1.2, 1.2), aspect=(2.5, 2.5), margin=10)  # 173 x 69: longer than the frame in x only
+    for seed in range(10):
+        x0, y0, x1, y1 = wide.sample_box(flat, np.random.default_rng(seed))
+        assert (x1 - x0, y1 - y0) == (173, 69) and -73 <= x0 <= 0 and 2 <= y0 <= 30
+
+
 def test_random_crop_falls_back_to_the_keypoint_box_or_the_whole_frame():
     image = np.zeros((300, 300, 3), np.uint8)
     spread = T.Sample.from_image(image, [[100, 50, 1], [200, 150, 1], [5, 5, -1]])

@@ -10,7 +10,7 @@ from ..data.sources import HELD_OUT_SPLITS, SPLITS
 from ..errors import FashionGluonError
 from ..tools.train_variants import DEFAULT_VARIANTS as TRAIN_VARIANTS
 from ..tools.train_variants import OPTIONS as TRAIN_OPTIONS
-from .common import add_test_time_options, data_root_of, parse_ctx, parse_size, print_result
+from .common import add_test_time_options, data_root_of, parse_ctx, parse_scales, parse_size, print_result
 
 
 def resume_config(run_dir: str, overrides: "list[str]") -> dict:
@@ -32,7 +32,10 @@ def cmd_synth(args) -> None:
             raise FashionGluonError("the FashionAI garment drawer writes the CSV layout; --format coco needs "
                                     "--schema FILE of another schema")
         summary = generate_dataset(args.root, per_category=args.per_category, seed=args.seed,
-                                   workers=args.workers, vary_size=args.vary_size, progress=not args.quiet)
+                                   workers=args.workers, vary_size=args.vary_size, progress=not args.quiet,
+                                   **({"garment_scale": args.garment_scale} if args.garment_scale else {}))
+    elif args.garment_scale:
+        raise FashionGluonError("--garment-scale is an option of the FashionAI garment drawer, not of --schema")
     else:
         summary = generate_schema_dataset(args.root, args.schema, args.per_category, args.seed, args.format,
                                           progress=not args.quiet)
@@ -172,6 +175,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--vary-size", action="store_true", help="random image sizes instead of 512x512")
+    p.add_argument("--garment-scale", type=parse_scales, metavar="LO,HI",
+                   help="range of a garment's extent over the shorter image side (default 0.65,0.95; product "
+                        "photos reach down to about 0.4)")
     p.add_argument("--schema", help="draw simple objects of this schema (a YAML/JSON file) instead of garments")
     p.add_argument("--format", choices=KEYPOINT_FORMATS, default="csv",
                    help="csv: the FashionAI layout (columns = the schema's names); coco: annotations.json per split")

@@ -349,14 +349,15 @@ def sample_garment(category: str, rng: np.random.Generator) -> Garment:
     raise ConfigError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
 
 
-def _placement(rng: np.random.Generator, garment: Garment, category: str,
-               size: tuple[int, int]) -> tuple[np.ndarray, float]:
+def _placement(rng: np.random.Generator, garment: Garment, category: str, size: tuple[int, int],
+               scale_range: tuple[float, float] = SCALE_RANGE) -> tuple[np.ndarray, float]:
     """Random affine transform (2x3: scale, rotation, mild shear) into an image of ``size``
-    = (H, W), and the garment's extent in pixels. The normalizing keypoint pair stays inside the image."""
+    = (H, W), the garment's extent a share in ``scale_range`` of the shorter side, and that extent
+    in pixels. The normalizing keypoint pair stays inside the image."""
     height, width = size
     outline = garment.outline_points()
     lo, hi = outline.min(axis=0), outline.max(axis=0)
-    extent_px = rng.uniform(*SCALE_RANGE) * min(height, width)
+    extent_px = rng.uniform(*scale_range) * min(height, width)
     scale = extent_px / float(np.max(hi - lo))
     theta = np.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
     shear_x, shear_y = rng.uniform(-MAX_SHEAR, MAX_SHEAR, 2)
@@ -584,11 +585,13 @@ class Rendering:
     occluder_mask: np.ndarray   # (H, W) uint8, 255 on the occluder
 
 
-def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512)) -> Rendering:
-    """Draw one garment of ``category`` into an image of ``image_size`` = (H, W)."""
+def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512),
+                  garment_scale: tuple[float, float] = SCALE_RANGE) -> Rendering:
+    """Draw one garment of ``category`` into an image of ``image_size`` = (H, W), its extent a
+    share in ``garment_scale`` of the shorter side."""
     size = _check_size(image_size)
     garment = sample_garment(category, rng)
-    matrix, extent_px = _placement(rng, garment, category, size)
+    matrix, extent_px = _placement(rng, garment, category, size, garment_scale)
     garment = garment.transformed(matrix)
     image = _background(rng, size)
     garment_mask = _paint_garment(rng, image, garment)
@@ -599,10 +602,10 @@ def render_sample(category: str, rng: np.random.Generator, image_size: tuple[int
     return Rendering(image, keypoints, raw, garment_mask, occluder)
 
 
-def draw_garment(category: str, rng: np.random.Generator,
-                 image_size: tuple[int, int] = (512, 512)) -> tuple[np.ndarray, np.ndarray]:
+def draw_garment(category: str, rng: np.random.Generator, image_size: tuple[int, int] = (512, 512),
+                 garment_scale: tuple[float, float] = SCALE_RANGE) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic image (H, W, 3) uint8 RGB and its (24, 3) float32 keypoints (x, y, v)."""
-    sample = render_sample(category, rng, image_size)
+    sample = render_sample(category, rng, image_size, garment_scale)
     return sample.image, sample.keypoints
 
 
@@ -638,6 +641,7 @@ class _Task:
     split: str
     image_size: tuple[int, int]
     vary_size: bool
+    garment_scale: tuple[float, float]
 
 
 def _render_task(task: _Task) -> tuple[str, np.ndarray]:
@@ -646,7 +650,7 @@ def _render_task(task: _Task) -> tuple[str, np.ndarray]:
     rng = np.random.default_rng([task.seed, task.category_index, task.index])
     size = tuple(int(v) for v in rng.integers(VARY_SIZE_RANGE[0], VARY_SIZE_RANGE[1] + 1, 2)) \
         if task.vary_size else task.image_size
-    image, keypoints = draw_garment(category, rng, size)
+    image, keypoints = draw_garment(category, rng, size, task.garment_scale)
     quality = int(rng.integers(JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1))
     image_id = f"Images/{category}/{image_name(task.seed, category, task.index)}.jpg"
     with atomic_path(Path(task.root, task.split, image_id)) as tmp:
@@ -686,12 +690,15 @@ def ensure_dataset(root: "str | os.PathLike", **kwargs) -> "dict | None":
 
 def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: int = 0,
                      image_size: tuple[int, int] = (512, 512), test_fraction: float = 0.2,
-                     workers: int = 1, progress: bool = True, vary_size: bool = False) -> dict:
+                     workers: int = 1, progress: bool = True, vary_size: bool = False,
+                     garment_scale: "tuple[float, float]" = SCALE_RANGE) -> dict:
     """Write a synthetic data set in the FashionAI layout under ``root``.
 
     ``per_category`` images per category in total, the last ``test_fraction`` of
     them in the test split. ``vary_size`` draws each image's (H, W) in
-    ``VARY_SIZE_RANGE`` instead of ``image_size``. Returns a summary: images per
+    ``VARY_SIZE_RANGE`` instead of ``image_size``; ``garment_scale`` (lo, hi) is the range of a
+    garment's extent over the shorter image side (default :data:`SCALE_RANGE`; product photos
+    show garments from about 0.4 of the frame). Returns a summary: images per
     split and category, total images, seconds and images/s.
     """
     if int(per_category) < 1:
@@ -703,8 +710,12 @@ def generate_dataset(root: "str | os.PathLike", per_category: int = 100, seed: i
     if int(seed) < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}")
     size = _check_size(image_size)
+    scale = tuple(float(v) for v in garment_scale)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"garment_scale must be two shares 0 < lo <= hi <= 1 of the shorter image side, "
+                          f"got {tuple(garment_scale)}")
     n_train, n_test = split_counts(int(per_category), test_fraction)
-    tasks = {split: [_Task(str(root), int(seed), c, i, split, size, bool(vary_size))
+    tasks = {split: [_Task(str(root), int(seed), c, i, split, size, bool(vary_size), scale)
                      for c in range(len(CATEGORIES)) for i in indices]
              for split, indices in (("train", range(n_train)), ("test", range(n_train, n_train + n_test)))}
     start = time.perf_counter()

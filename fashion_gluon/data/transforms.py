@@ -251,8 +251,11 @@ class RandomRotate:
 @dataclass(frozen=True)
 class RandomCrop:
     """A random crop of ``area`` × frame area and width/height ``aspect`` (log-uniform) that keeps
-    every weighted keypoint plus ``margin`` px (clipped to the frame). If none of ``tries``
-    draws fits, crop the tightest such box (the whole frame when no keypoint is weighted)."""
+    every weighted keypoint plus ``margin`` px (clipped to the frame). A drawn area above 1 zooms
+    out: along an axis where that box is longer than the frame it contains the frame, placed at
+    random, and :class:`Warp` fills the rest (the garment then fills less of the input); a box of
+    an area up to 1 stays inside the frame. If none of
+    ``tries`` draws fits, crop the tightest such box (the whole frame when no keypoint is weighted)."""
 
     area: tuple[float, float] = (0.45, 1.0)
     aspect: tuple[float, float] = (0.75, 1.33)
@@ -276,11 +279,14 @@ class RandomCrop:
         """Draw the crop box (x0, y0, x1, y1) in current-frame pixels."""
         h, w = sample.size
         lo, hi = self._required(sample)
-        area = rng.uniform(*self.area, size=self.tries) * (h * w)
+        share = rng.uniform(*self.area, size=self.tries)
+        area = share * (h * w)
         aspect = np.exp(rng.uniform(*np.log(self.aspect), size=self.tries))
         sizes = np.rint(np.stack([np.sqrt(area * aspect), np.sqrt(area / aspect)], axis=1))
-        start_min = np.maximum(0, np.ceil(hi - sizes + 1))
-        start_max = np.minimum(np.floor(lo), np.array([w, h]) - sizes)
+        room = np.array([w, h]) - sizes  # negative where the box is longer than the frame
+        zoom_out = (share > 1)[:, None]  # such a box may contain the frame; others stay inside it
+        start_min = np.maximum(np.where(zoom_out, np.minimum(0, room), 0), np.ceil(hi - sizes + 1))
+        start_max = np.minimum(np.where(zoom_out, np.maximum(0, room), room), np.floor(lo))
         ok = np.all((sizes >= 1) & (start_min <= start_max), axis=1)
         if ok.any():
             i = int(np.argmax(ok))
