@@ -10,7 +10,8 @@
 # Environment: EPOCHS (the base budget in epochs, default 15: 840 s of cpu_fast in fp32 at
 # ≈ 9.5 img/s on 540 images), MULTIPLES (default "1 2 4"), SEEDS (default "0 1"),
 # RECIPES (default "one_stage two_stage two_nets"), THREADS (OpenMP threads per run, default: all),
-# OVERRIDES (key=value overrides of every run, space separated).
+# OVERRIDES (key=value overrides of every run, space separated), XTEST (a second data root, e.g. one drawn
+# with other garment sizes: its test split is predicted and scored as well, as xtest_ne).
 # The budget is counted in epochs, not seconds, so runs sharing a machine get the same training.
 # Re-running skips the runs already scored.
 set -euo pipefail
@@ -77,8 +78,16 @@ for recipe in ${RECIPES:-one_stage two_stage two_nets}; do
       test_ne=$("$fg" evaluate --truth "$root/test/annotations.csv" --pred "$run/test.csv" --json 2>> "$out/$name.log" \
         | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
       val_ne=$("$fg" evaluate --checkpoint "$run" --split val --json 2>> "$out/$name.log" | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
-      echo "{\"name\": \"$name\", \"recipe\": \"$recipe\", \"budget\": $multiple, \"epochs\": $epochs, \"seed\": $seed, \"val_ne\": $val_ne, \"test_ne\": $test_ne}" >> "$results"
-      echo "   val NE $val_ne %, test NE $test_ne %"
+      xtest=""
+      if [ -n "${XTEST:-}" ]; then
+        "$fg" predict --checkpoint "$run" "${stage1[@]}" --data-root "$XTEST" --split test --flip --scales 1,1.2 \
+          --out "$run/xtest.csv" --json > /dev/null 2>> "$out/$name.log"
+        xtest_ne=$("$fg" evaluate --truth "$XTEST/test/annotations.csv" --pred "$run/xtest.csv" --json 2>> "$out/$name.log" \
+          | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
+        xtest=", \"xtest_ne\": $xtest_ne"
+      fi
+      echo "{\"name\": \"$name\", \"recipe\": \"$recipe\", \"budget\": $multiple, \"epochs\": $epochs, \"seed\": $seed, \"val_ne\": $val_ne, \"test_ne\": $test_ne$xtest}" >> "$results"
+      echo "   val NE $val_ne %, test NE $test_ne %${xtest_ne:+, XTEST NE $xtest_ne %}"
     done
   done
 done

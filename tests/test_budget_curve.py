@@ -6,15 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fashion_gluon.data.synthetic import generate_dataset
 from fashion_gluon.metrics import evaluate_csv
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "budget_curve.sh"
 
 
 def test_budget_curve_scores_each_run_and_plots(tiny_data, tmp_path):
-    out = tmp_path / "curve"
+    out, xtest = tmp_path / "curve", tmp_path / "xtest"
+    generate_dataset(xtest, per_category=3, seed=9, image_size=(96, 128), garment_scale=(0.4, 0.6), progress=False)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "EPOCHS": "1", "MULTIPLES": "2", "SEEDS": "0", "RECIPES": "one_stage two_stage two_nets",
+           "XTEST": str(xtest),
            "OVERRIDES": "model.kwargs.channels=16 data.input_size=[64,64] data.num_workers=0",
            "FASHION_GLUON": str(bin_dir / "fashion-gluon"), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(SCRIPT), str(tiny_data), str(out)], env=env, capture_output=True, text=True)
@@ -28,6 +31,8 @@ def test_budget_curve_scores_each_run_and_plots(tiny_data, tmp_path):
     for record in records:  # the figure is the NE of the submission the run wrote
         ne = evaluate_csv(tiny_data / "test" / "annotations.csv", out / record["name"] / "test.csv")["ne"]
         assert abs(record["test_ne"] - ne) < 1e-9
+        xtest_ne = evaluate_csv(xtest / "test" / "annotations.csv", out / record["name"] / "xtest.csv")["ne"]
+        assert abs(record["xtest_ne"] - xtest_ne) < 1e-9 and xtest_ne != ne
     assert "box_crop_p: 0.5" in (out / "two_stage-x2-s0" / "config.yaml").read_text()
     assert (out / "budget_curve.png").stat().st_size > 1000
     again = subprocess.run(["bash", str(SCRIPT), str(tiny_data), str(out)], env=env, capture_output=True, text=True)
