@@ -50,6 +50,13 @@ train_run() {  # train_run NAME EPOCHS SEED OVERRIDES...: train (or finish) the 
   fi
 }
 
+score_test() {  # score_test DATA_ROOT CSV: predict DATA_ROOT's test split with $run (and $stage1) into $run/CSV; print its NE
+  "$fg" predict --checkpoint "$run" "${stage1[@]}" --data-root "$1" --split test --flip --scales 1,1.2 \
+    --out "$run/$2" --json > /dev/null 2>> "$out/$name.log" || return
+  "$fg" evaluate --truth "$1/test/annotations.csv" --pred "$run/$2" --json 2>> "$out/$name.log" \
+    | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])"
+}
+
 for recipe in ${RECIPES:-one_stage two_stage two_nets}; do
   for multiple in ${MULTIPLES:-1 2 4}; do
     for seed in ${SEEDS:-0 1}; do
@@ -73,21 +80,15 @@ for recipe in ${RECIPES:-one_stage two_stage two_nets}; do
       echo "== $name: $epochs epochs"
       # shellcheck disable=SC2046
       train_run "$name" "$epochs" "$seed" $(recipe_overrides "$recipe")
-      "$fg" predict --checkpoint "$run" "${stage1[@]}" --data-root "$root" --split test --flip --scales 1,1.2 \
-        --out "$run/test.csv" --json > /dev/null 2>> "$out/$name.log"
-      test_ne=$("$fg" evaluate --truth "$root/test/annotations.csv" --pred "$run/test.csv" --json 2>> "$out/$name.log" \
-        | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
+      test_ne=$(score_test "$root" test.csv)
       val_ne=$("$fg" evaluate --checkpoint "$run" --split val --json 2>> "$out/$name.log" | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
-      xtest=""
+      xtest="" xtest_line=""
       if [ -n "${XTEST:-}" ]; then
-        "$fg" predict --checkpoint "$run" "${stage1[@]}" --data-root "$XTEST" --split test --flip --scales 1,1.2 \
-          --out "$run/xtest.csv" --json > /dev/null 2>> "$out/$name.log"
-        xtest_ne=$("$fg" evaluate --truth "$XTEST/test/annotations.csv" --pred "$run/xtest.csv" --json 2>> "$out/$name.log" \
-          | "$py" -c "import json, sys; print(json.load(sys.stdin)['ne'])")
-        xtest=", \"xtest_ne\": $xtest_ne"
+        xtest_ne=$(score_test "$XTEST" xtest.csv)
+        xtest=", \"xtest_ne\": $xtest_ne" xtest_line=", XTEST NE $xtest_ne %"
       fi
       echo "{\"name\": \"$name\", \"recipe\": \"$recipe\", \"budget\": $multiple, \"epochs\": $epochs, \"seed\": $seed, \"val_ne\": $val_ne, \"test_ne\": $test_ne$xtest}" >> "$results"
-      echo "   val NE $val_ne %, test NE $test_ne %${xtest_ne:+, XTEST NE $xtest_ne %}"
+      echo "   val NE $val_ne %, test NE $test_ne %$xtest_line"
     done
   done
 done

@@ -23,7 +23,7 @@ def resume_config(run_dir: str, overrides: "list[str]") -> dict:
 
 
 def cmd_synth(args) -> None:
-    from ..data.synthetic import generate_dataset
+    from ..data.synthetic import SCALE_RANGE, generate_dataset
     from ..data.synthetic_schema import generate_schema_dataset
     from ..schema import load_schema
 
@@ -33,7 +33,7 @@ def cmd_synth(args) -> None:
                                     "--schema FILE of another schema")
         summary = generate_dataset(args.root, per_category=args.per_category, seed=args.seed,
                                    workers=args.workers, vary_size=args.vary_size, progress=not args.quiet,
-                                   **({"garment_scale": args.garment_scale} if args.garment_scale else {}))
+                                   garment_scale=args.garment_scale or SCALE_RANGE)
     elif args.garment_scale:
         raise FashionGluonError("--garment-scale is an option of the FashionAI garment drawer, not of --schema")
     else:
