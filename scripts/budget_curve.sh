@@ -3,7 +3,8 @@
 # base budget and each seed, predicted on the test split (flip + scales 1, 1.2), scored, one JSON
 # line per run, and the plot. Recipes (overrides of cpu_fast):
 #   one_stage  whole images;
-#   two_stage  half the items cropped to the garment's jittered points box, the network its own first stage;
+#   two_stage  half the items cropped to the garment's jittered points box, the network its own first stage
+#              (predict's default for such a model);
 #   two_nets   a crop-only network (half the budget) refining the boxes of one_stage at half the budget
 #              (one_stage at that multiple is trained first if missing).
 # Usage: scripts/budget_curve.sh DATA_ROOT OUT
@@ -74,8 +75,6 @@ for recipe in ${RECIPES:-one_stage two_stage two_nets}; do
         # shellcheck disable=SC2046
         train_run "$first" "$epochs" "$seed" $(recipe_overrides one_stage)
         stage1=(--stage1 "$out/$first")
-      elif [ "$recipe" = two_stage ]; then
-        stage1=(--stage1 "$run")
       fi
       echo "== $name: $epochs epochs"
       # shellcheck disable=SC2046

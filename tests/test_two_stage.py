@@ -151,3 +151,42 @@ def test_predict_command_with_a_first_stage(tiny_run, tiny_data, tmp_path, capsy
     written = read_submission(out).keypoints[..., :2]
     mask = load_schema().category_mask(rows.categories)
     np.testing.assert_allclose(written[mask], np.round(expected[mask]), atol=0.51)
+
+
+def test_a_model_trained_on_whole_images_and_crops_is_its_own_first_stage():
+    corners = [(200, 208), (280, 216), (208, 264), (288, 272)]
+    image = block_image((512, 512), corners, block=8)
+    model = dataclasses.replace(dot_model(), config={"data": {"box_crop_p": 0.5}})
+    own = Predictor([model], flip=False)
+    assert model.own_first_stage and own.stage1.models[0] is model and own.stage1.stage1 is None
+    np.testing.assert_array_equal(own.predict([image], SKIRT), Predictor([model], flip=False, stage1=[model]).predict(
+        [image], SKIRT))
+    assert Predictor([model], stage1=None).stage1 is None  # asked for one stage
+    for share in (0.0, 1.0):  # whole images only, or crops only (that needs another first stage)
+        other = dataclasses.replace(model, config={"data": {"box_crop_p": share}})
+        assert not other.own_first_stage and Predictor([other]).stage1 is None
+    assert Predictor([dot_model()]).stage1 is None  # no config: one stage
+
+
+def test_predict_command_runs_a_two_stage_run_in_two_stages_unless_told(tiny_run, tiny_data, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "two_stage_run"
+    shutil.copytree(tiny_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["box_crop_p"] = 0.5
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    written = {}
+    for name, extra in (("auto", []), ("named", ["--stage1", str(run)]), ("one", ["--one-stage"])):
+        out = tmp_path / f"{name}.csv"
+        assert run_cli(["predict", "--checkpoint", str(run), *extra, "--data-root", str(tiny_data), "--out", str(out),
+                        "--json"]) == 0
+        capsys.readouterr()
+        written[name] = read_submission(out).keypoints
+    np.testing.assert_array_equal(written["auto"], written["named"])
+    rows, one_stage = Predictor([run], flip=False, stage1=None).predict_split(tiny_data, "test")
+    mask = load_schema().category_mask(rows.categories)
+    np.testing.assert_allclose(written["one"][..., :2][mask], np.round(one_stage[mask]), atol=0.51)
+    assert not np.array_equal(written["auto"], written["one"])

@@ -30,7 +30,8 @@ def cmd_predict(args) -> None:
 
     predictor = Predictor(args.checkpoint, flip=args.flip, scales=args.scales, cascade=args.cascade,
                           ctx=parse_ctx(args.ctx), batch_size=args.batch, num_workers=args.workers, progress=True,
-                          precision=args.precision, runtime=args.runtime, decode=args.decode, stage1=args.stage1)
+                          precision=args.precision, runtime=args.runtime, decode=args.decode,
+                          stage1=args.stage1 or (None if args.one_stage else "auto"))
     if args.images:
         return _predict_images(args, predictor)
     if args.test and args.split != "test":
@@ -147,9 +148,14 @@ def register(sub) -> None:
     p.add_argument("--category", help="--images: the category they show (default: the checkpoints' one category)")
     p.add_argument("--overlay", metavar="DIR", help="--images: also draw each prediction into DIR/<name>.png")
     add_test_time_options(p)
-    p.add_argument("--stage1", action="append", metavar="RUN_DIR",
-                   help="two-stage prediction: this checkpoint (repeat for several) finds each garment's box on the "
-                        "whole image, --checkpoint predicts on its crop (a model trained with data.box_crop_p > 0)")
+    stages = p.add_mutually_exclusive_group()
+    stages.add_argument("--stage1", action="append", metavar="RUN_DIR",
+                        help="two-stage prediction: this checkpoint (repeat for several) finds each garment's box on "
+                             "the whole image, --checkpoint predicts on its crop (a model trained with "
+                             "data.box_crop_p > 0); default: a checkpoint trained on whole images and crops "
+                             "(0 < data.box_crop_p < 1, as configs/cpu_fast.yaml) is its own first stage")
+    stages.add_argument("--one-stage", action="store_true",
+                        help="predict on the whole image (or object box) even with a model that is its own first stage")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--ctx", default="cpu", help="cpu or gpu0,gpu1,...")

@@ -57,6 +57,12 @@ class KeypointModel:
         return ModelFamily.final(self.net(data)).astype("float32").asnumpy()
 
     @property
+    def own_first_stage(self) -> bool:
+        """Trained on whole images and on garment crops (0 < ``data.box_crop_p`` < 1): the model finds
+        the garment's box itself, then refines on its crop (two stages in one network)."""
+        return 0 < (self.config or {}).get("data", {}).get("box_crop_p", 0.0) < 1
+
+    @property
     def input_size(self) -> tuple[int, int]:
         return self.codec.input_size
 

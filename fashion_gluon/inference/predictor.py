@@ -25,7 +25,9 @@ Decisions (documented once, here):
 * **Object boxes** (a test file with boxes, e.g. COCO): each object is cropped by its box as in
   training (:func:`~fashion_gluon.data.transforms.crop_to_box`, the checkpoint's
   ``data.box_margin``, widened to the input's aspect); the cascade, when on, refines inside it.
-* **Two stages** (top-down): with ``stage1`` checkpoints, a first pass of those (flip as set,
+* **Two stages** (top-down): with ``stage1`` checkpoints (by default the checkpoints themselves
+  when each was trained on whole images and on crops, :attr:`KeypointModel.own_first_stage`), a
+  first pass of those (flip as set,
   scale 1) over each whole image (or its object box) finds the garment: the box of its
   predicted points that score at least :data:`STAGE1_SCORE_SHARE` of the object's best (a
   keypoint the photo does not show gives a weak, arbitrary peak). The checkpoints then predict
@@ -199,14 +201,16 @@ class Predictor:
     ``decode`` (one of :data:`~fashion_gluon.codec.DECODERS`) overrides the decoding rule of every checkpoint.
     ``flip`` is off for a schema that is not flippable (see :mod:`fashion_gluon.schema`).
     ``stage1``: checkpoints (or a Predictor) whose first pass finds each garment's box for these
-    checkpoints to refine (two-stage prediction, see the module docstring).
+    checkpoints to refine (two-stage prediction, see the module docstring); ``"auto"``: the
+    checkpoints themselves if each is its own first stage, else none; None: one stage.
     """
 
     def __init__(self, checkpoints: Sequence["str | os.PathLike | KeypointModel"], flip: bool = True,
                  scales: Sequence[float] = (1.0,), cascade: bool = False,
                  ctx: "mx.Context | Sequence[mx.Context] | None" = None, batch_size: int = 8, *,
                  num_workers: int = 0, progress: bool = False, precision: str = "fp32", runtime: str = "auto",
-                 decode: "str | None" = None, stage1: "Sequence[str | os.PathLike | KeypointModel] | Predictor | None" = None):
+                 decode: "str | None" = None,
+                 stage1: "Sequence[str | os.PathLike | KeypointModel] | Predictor | str | None" = "auto"):
         self.ctx = _as_contexts(ctx)
         if not checkpoints:
             raise FashionGluonError("the predictor needs at least one checkpoint")
@@ -224,9 +228,11 @@ class Predictor:
             raise FashionGluonError(f"the checkpoints were trained with different keypoint schemas "
                                     f"({', '.join(sorted(schemas))}); predict with one schema at a time")
         self.flip = self.flip and self.schema.flippable  # a schema without sides is never mirrored
+        if isinstance(stage1, str) and stage1 == "auto":
+            stage1 = self.models if all(m.own_first_stage for m in self.models) else None
         if stage1 is not None and not isinstance(stage1, Predictor):
             stage1 = Predictor(stage1, flip=self.flip, ctx=self.ctx, batch_size=self.batch_size, num_workers=num_workers,
-                               progress=progress, precision=precision, runtime=runtime) if stage1 else None
+                               progress=progress, precision=precision, runtime=runtime, stage1=None) if stage1 else None
         if stage1 is not None and stage1.schema != self.schema:
             raise FashionGluonError(f"the first stage was trained with keypoint schema {stage1.schema.name!r}, the "
                                     f"checkpoints with {self.schema.name!r}; both stages need one schema")

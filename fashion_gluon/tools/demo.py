@@ -108,14 +108,13 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     swa = run_swa(run_dir, data_root, run_dir / SWA_DIR, ctx=ctx, progress=progress)
     final_dir = run_dir / SWA_DIR if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
 
-    # a recipe that trains on garment crops too (data.box_crop_p > 0) is its own first stage
-    two_stage = config["data"]["box_crop_p"] > 0
+    model = load_model(final_dir, ctx)
+    # a recipe that trains on whole images and garment crops is its own first stage (the Predictor's default)
+    predictor = Predictor([model], flip=True, scales=TEST_SCALES, cascade=TEST_CASCADE, ctx=ctx, progress=progress)
+    two_stage = predictor.stage1 is not None
     print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))}"
           f"{', cascade' if TEST_CASCADE else ''}"
           f"{'; two stages: the box from a first pass, then its crop' if two_stage else ''})")
-    model = load_model(final_dir, ctx)
-    predictor = Predictor([model], flip=True, scales=TEST_SCALES, cascade=TEST_CASCADE, ctx=ctx, progress=progress,
-                          stage1=[model] if two_stage else None)
     val_rows, val_pred = predictor.predict_split(data_root, "val")
     val_result = normalized_error(val_pred, val_rows.keypoints, val_rows.categories)
     test_rows, pred = predictor.predict_split(data_root, "test")
