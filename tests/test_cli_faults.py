@@ -105,3 +105,14 @@ def test_a_failed_python_write_of_a_checkpoint_file_is_the_same_one_line(tmp_pat
                                  f"finished checkpoint is intact: free space, then `fashion-gluon train --resume "
                                  f"{tmp_path}`")
     assert list(tmp_path.iterdir()) == [], "no partial file is left"
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
+    """`fashion-gluon synth ... | head` where head has already gone: no error line, SIGPIPE's status."""
+    proc = subprocess.Popen([sys.executable, "-m", "fashion_gluon", "synth", str(tmp_path / "set"), "--per-category", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader stops before the command prints its summary
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == cli.PIPE_CLOSED
+    assert "error" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
+    assert (tmp_path / "set" / "train" / "Annotations" / "train.csv").is_file()  # the work itself was done

@@ -77,6 +77,9 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader of stdout stopped early (`... | head`): nothing to say
+        quiet_stdout()
+        return PIPE_CLOSED
     except (FashionGluonError, OSError, ValueError) as error:
         print(f"fashion-gluon {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -84,6 +87,20 @@ def main(argv: "list[str] | None" = None) -> int:
         print(f"fashion-gluon {args.command}: interrupted; {interrupted_hint(args)}", file=sys.stderr)
         return 130
     return 0
+
+
+#: Exit status when stdout's reader has gone, as a shell reports a command ended by SIGPIPE.
+PIPE_CLOSED = 128 + 13
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into a closed pipe
+    prints nothing either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured in tests)
+        pass
 
 
 def interrupted_hint(args) -> str:
