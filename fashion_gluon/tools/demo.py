@@ -113,12 +113,9 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     final_dir = run_dir / SWA_DIR if swa["val_ne_after"] <= swa["val_ne_before"] else run_dir
 
     model = load_model(final_dir, ctx)
-    # a recipe that trains on whole images and garment crops is its own first stage (the Predictor's default)
     predictor = Predictor([model], flip=True, scales=TEST_SCALES, cascade=TEST_CASCADE, ctx=ctx, progress=progress)
-    two_stage = predictor.stage1 is not None
     print(f"[4/6] predicting the validation and test splits (flip, scales {', '.join(map(str, TEST_SCALES))}"
-          f"{', cascade' if TEST_CASCADE else ''}"
-          f"{'; two stages: the box from a first pass, then its crop' if two_stage else ''})")
+          f"{', cascade' if TEST_CASCADE else ''})")
     val_rows, val_pred = predictor.predict_split(data_root, "val")
     val_result = normalized_error(val_pred, val_rows.keypoints, val_rows.categories)
     test_rows, pred = predictor.predict_split(data_root, "test")
@@ -136,7 +133,6 @@ def run_demo(out: "str | Path" = "runs/demo", per_category: int = 150, budget_s:
     summary = {
         "seconds": round(time.time() - started, 1), "epochs": epochs, "test_time_scales": list(TEST_SCALES),
         "test_time_cascade": TEST_CASCADE,
-        "two_stage": two_stage,
         "val_ne_before_swa": swa["val_ne_before"], "val_ne_after_swa": swa["val_ne_after"],
         "val_ne_swa_without_bn_recalibration": swa["val_ne_averaged"],
         "val_ne_tta": val_result["ne"], "test_ne_tta": test_result["ne"],
